@@ -1,0 +1,202 @@
+"""Export the fitted pipeline: a safe native copy (skops) and ONNX, with a parity check.
+
+EXPORTERS maps a format name (`export.formats` in params.yaml) to a writer. Each writer
+converts, reloads what it wrote, compares predictions with the native pipeline on the test
+split and fails above the tolerance; the report is written to `parity.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml_project.data import PROCESSED_DIR, Manifest, load_split
+from ml_project.errors import UserError
+from ml_project.params import ExportParams
+from ml_project.persistence import load_native, save_native
+
+EXPORT_DIR = Path("export")
+SIGNATURE_KEY = "ml_project.signature"
+ONNX_OPSET = {"": 18, "ai.onnx.ml": 3}
+
+
+class ParityError(UserError):
+    """An exported model disagrees with the native one beyond the tolerance."""
+
+
+@dataclass(frozen=True)
+class Parity:
+    format: str
+    max_abs_diff: float
+    max_rel_diff: float
+    atol: float
+    rtol: float
+    label_agreement: float | None
+    rows: int
+
+
+def native_outputs(pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
+    """What parity compares: class probabilities, or regression predictions."""
+    if task == "classification" and hasattr(pipeline, "predict_proba"):
+        return pipeline.predict_proba(X)
+    return np.asarray(pipeline.predict(X), dtype=np.float64)
+
+
+def compare(fmt: str, native: np.ndarray, exported: np.ndarray, params: ExportParams,
+            labels: tuple[np.ndarray, np.ndarray] | None = None) -> Parity:
+    native = np.asarray(native, dtype=np.float64).reshape(len(native), -1)
+    exported = np.asarray(exported, dtype=np.float64).reshape(native.shape)
+    diff = np.abs(native - exported)
+    within = diff <= params.atol + params.rtol * np.abs(native)
+    rel = diff / np.maximum(np.abs(native), np.finfo(np.float64).tiny)
+    agreement = None if labels is None else float(np.mean(labels[0] == labels[1]))
+    parity = Parity(fmt, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
+                    params.atol, params.rtol, agreement, len(native))
+    if not bool(within.all()):
+        raise ParityError(
+            f"export.{fmt}: parity check failed: max abs diff {parity.max_abs_diff:.3g} exceeds "
+            f"atol={params.atol:g} + rtol={params.rtol:g}*|native| on {int((~within).sum())} "
+            f"value(s); raise export.atol/export.rtol only if this is expected"
+        )
+    return parity
+
+
+# --- ONNX -------------------------------------------------------------------------------------
+def _register_converters() -> None:
+    """Teach skl2onnx our CastFloat32 step: it is a plain Cast to float."""
+    from onnx import TensorProto
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from ml_project.models.preprocessing import CastFloat32
+
+    def shape(operator):
+        operator.outputs[0].type = FloatTensorType(operator.inputs[0].type.shape)
+
+    def convert(scope, operator, container):
+        container.add_node(
+            "Cast", operator.inputs[0].full_name, operator.outputs[0].full_name,
+            to=TensorProto.FLOAT, name=scope.get_unique_operator_name("CastFloat32"),
+        )
+
+    update_registered_converter(CastFloat32, "MlProjectCastFloat32", shape, convert)
+
+
+def signature(manifest: Manifest, classes) -> dict:
+    return {
+        "task": manifest.task,
+        "target": manifest.target,
+        "features": [{"name": f.name, "kind": f.kind} for f in manifest.features],
+        "classes": None if classes is None else [c.item() if hasattr(c, "item") else c
+                                                  for c in classes],
+        "data_version": manifest.data_version,
+    }
+
+
+def to_onnx(pipeline, manifest: Manifest):
+    """Convert with one ONNX input per raw column (float for numbers, string for categories)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    _register_converters()
+    initial = [
+        (f.name, FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]))
+        for f in manifest.features
+    ]
+    options = None
+    if manifest.task == "classification":
+        options = {id(pipeline[-1]): {"zipmap": False}}
+    onx = convert_sklearn(pipeline, initial_types=initial, options=options, target_opset=ONNX_OPSET)
+    entry = onx.metadata_props.add()
+    entry.key = SIGNATURE_KEY
+    entry.value = json.dumps(signature(manifest, getattr(pipeline, "classes_", None)))
+    return onx
+
+
+def onnx_feeds(session, frame: pd.DataFrame, sig: dict) -> dict[str, np.ndarray]:
+    """Map coerced feature columns onto the session's inputs, in signature order."""
+    feeds = {}
+    for inp, feat in zip(session.get_inputs(), sig["features"], strict=True):
+        col = frame[feat["name"]].to_numpy()
+        dtype = np.float32 if feat["kind"] == "numeric" else object
+        feeds[inp.name] = col.astype(dtype).reshape(-1, 1)
+    return feeds
+
+
+def onnx_outputs(session, feeds, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels or predictions, probabilities or predictions) from an ONNX session."""
+    out = session.run(None, feeds)
+    if task == "classification":
+        return out[0].ravel(), out[1]
+    return out[0].ravel(), out[0].ravel()
+
+
+def export_onnx(pipeline, manifest, X_test, staging: Path, params: ExportParams) -> Parity:
+    import onnxruntime as ort
+
+    path = staging / "model.onnx"
+    path.write_bytes(to_onnx(pipeline, manifest).SerializeToString())
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sig = signature(manifest, getattr(pipeline, "classes_", None))
+    labels, values = onnx_outputs(session, onnx_feeds(session, X_test, sig), manifest.task)
+    native = native_outputs(pipeline, X_test, manifest.task)
+    pair = (np.asarray(pipeline.predict(X_test)), labels) if manifest.task == "classification" else None
+    return compare("onnx", native, values, params, pair)
+
+
+EXPORTERS: dict[str, Callable[..., Parity]] = {"onnx": export_onnx}
+
+
+def run(
+    model_path: Path,
+    manifest: Manifest,
+    params: ExportParams,
+    data_dir: Path = PROCESSED_DIR,
+    out_dir: Path = EXPORT_DIR,
+) -> list[Parity]:
+    """Write `model.skops`, every format in `params.formats` and `parity.json` to `out_dir`.
+
+    All files are written to a staging directory and moved in place only when every parity
+    check passed: a failed export leaves no model that looks valid.
+    """
+    pipeline = load_native(model_path)
+    X_test, _ = load_split("test", manifest, data_dir)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        save_native(pipeline, staging / "model.skops")
+        reloaded = load_native(staging / "model.skops")
+        results = [compare("skops", native_outputs(pipeline, X_test, manifest.task),
+                           native_outputs(reloaded, X_test, manifest.task), params)]
+        results += [EXPORTERS[fmt](pipeline, manifest, X_test, staging, params)
+                    for fmt in params.formats]
+        report = {
+            r.format: {
+                "max_abs_diff": r.max_abs_diff,
+                "max_rel_diff": r.max_rel_diff,
+                "atol": r.atol,
+                "rtol": r.rtol,
+                "label_agreement": r.label_agreement,
+                "rows": r.rows,
+            }
+            for r in results
+        }
+        (staging / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+        (staging / "signature.json").write_text(
+            json.dumps(signature(manifest, getattr(pipeline, "classes_", None)), indent=2) + "\n"
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return results

@@ -1,0 +1,81 @@
+"""The model contract and the MODELS registry.
+
+A model is one `ModelSpec`: a pydantic schema for its hyperparameters (the `models.<name>`
+block of params.yaml) and a `build` function returning an unfitted scikit-learn-compatible
+estimator. Adding a model is one spec plus one params block; nothing else branches on names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from ml_project.errors import ParamsError
+from ml_project.metrics import Metric
+from ml_project.params import Section, parse_section
+
+
+class Hyperparams(Section):
+    """Base for a model's hyperparameter block: frozen, unknown keys rejected."""
+
+
+Staged = Callable[[Any, np.ndarray], Iterator[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one registered model.
+
+    Attributes:
+        name: registry key, as used in `model:` and `models.<name>`.
+        hyperparams: schema of `models.<name>`.
+        build: `(task, hyperparams, seed, metric) -> estimator` (unfitted).
+        scale: standardise numeric features first (trees do not need it, and skipping it keeps
+            ONNX thresholds bit-identical to scikit-learn's).
+        staged: optional `(fitted_estimator, X) -> iterator of per-iteration outputs`
+            (class probabilities or predictions) used to log one curve step per iteration.
+    """
+
+    name: str
+    hyperparams: type[Hyperparams]
+    build: Callable[[str, Any, int, Metric], Any]
+    scale: bool = True
+    staged: Staged | None = None
+    description: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in MODELS:
+        raise ValueError(f"model '{spec.name}' registered twice")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ParamsError(
+            f"params.yaml: model: unknown model '{name}' (valid: {', '.join(MODELS)})"
+        )
+    return MODELS[name]
+
+
+def parse_models(raw: Mapping[str, Any] | None, active: str) -> dict[str, BaseModel]:
+    """Validate every `models.<name>` block, and that `active` names a registered model."""
+    get_spec(active)
+    raw = dict(raw or {})
+    unknown = [name for name in raw if name not in MODELS]
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: models.{unknown[0]}: unknown model (valid: {', '.join(MODELS)})"
+        )
+    return {
+        name: parse_section(spec.hyperparams, raw.get(name), f"models.{name}")
+        for name, spec in MODELS.items()
+    }

@@ -1,0 +1,151 @@
+"""Typed sections of params.yaml, parsed once and checked before any work starts.
+
+Each stage loads only the sections it uses, so `dvc.yaml` can list exactly those keys and DVC
+re-runs a stage only when something it reads has changed. Unknown keys, wrong types and
+out-of-range values raise `ParamsError` with one line naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ml_project.errors import ParamsError
+
+PARAMS_FILE = Path("params.yaml")
+
+Task = Literal["classification", "regression"]
+BUNDLED_DATASETS = ("breast_cancer", "diabetes", "iris", "wine")
+
+
+class Section(BaseModel):
+    """Base for params sections: frozen, and unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+class DataParams(Section):
+    """`data:` what to load, the task, and how to split it."""
+
+    source: str = Field(
+        "breast_cancer",
+        description=f"a bundled dataset ({', '.join(BUNDLED_DATASETS)}) or a .csv/.parquet path",
+    )
+    target: str | None = Field(None, description="target column; required for files")
+    task: Task = "classification"
+    test_size: float = Field(0.2, gt=0, lt=1)
+    val_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _sizes_leave_training_rows(self) -> DataParams:
+        if self.test_size + self.val_size >= 0.9:
+            raise ValueError(
+                f"test_size + val_size must be below 0.9, got {self.test_size + self.val_size:g}"
+            )
+        return self
+
+
+class TrainParams(Section):
+    """`train:` model-independent training settings."""
+
+    metric: str = Field("f1", description="selection / early-stopping metric, see metrics.py")
+    seed: int = 42
+
+
+class ExportParams(Section):
+    """`export:` formats and the parity tolerance (numpy.allclose semantics)."""
+
+    formats: tuple[Literal["onnx"], ...] = ("onnx",)
+    atol: float = Field(1e-4, ge=0)
+    rtol: float = Field(1e-5, ge=0)
+
+
+class DvcliveParams(Section):
+    enabled: bool = True
+    dir: str = "dvclive"
+
+
+class TrackingParams(Section):
+    """`tracking:` which trackers receive the run. dvclive is the versioned source of truth."""
+
+    experiment: str = Field("ml_project", min_length=1)
+    strict: bool = False
+    dvclive: DvcliveParams = DvcliveParams()
+
+
+def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    """Read params.yaml into a plain dict, with a one-line error for a missing or broken file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}{where}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def parse_section(cls: type[S], raw: Any, key: str) -> S:
+    """Validate `raw` as `cls`; errors name the full key, e.g. `data.test_size`."""
+    if raw is None:
+        raw = {}
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(format_validation_error(exc, key, cls)) from None
+
+
+def section(raw: Mapping[str, Any], key: str, cls: type[S]) -> S:
+    """Parse top-level section `key` of an already-read params dict."""
+    return parse_section(cls, raw.get(key), key)
+
+
+def format_validation_error(exc: ValidationError, prefix: str, cls: type[BaseModel]) -> str:
+    """One line per pydantic error, joined: `key: problem (valid: ...)`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(cls, err["loc"][:-1])
+            valid = ", ".join(owner.model_fields) if owner else "?"
+            parts.append(f"{loc}: unknown key (valid keys: {valid})")
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            parts.append(f"{loc}: {err['msg']}{shown}")
+    return "params.yaml: " + "; ".join(parts)
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for part in loc:
+        field = cls.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return None
+        if not issubclass(field.annotation, BaseModel):
+            return None
+        cls = field.annotation
+    return cls
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"models": {"hgb": {"lr": 0.1}}}` -> `{"models.hgb.lr": 0.1}`, for tracker params."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,109 @@
+"""Score a CSV or Parquet file with an exported ONNX model, through onnxruntime.
+
+    python -m ml_project.predict new_rows.csv --model export/model.onnx --output preds.csv
+
+The model carries its own signature (feature names and kinds, classes), so predict needs no
+other file. Columns are validated first; extra columns are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml_project.data import FILE_SUFFIXES, Feature, coerce_features
+from ml_project.errors import UserError, exits_on_user_error
+from ml_project.export import EXPORT_DIR, SIGNATURE_KEY, onnx_feeds, onnx_outputs
+
+
+def load_model(path: Path):
+    """An onnxruntime session and the signature stored in the model's metadata."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--model: {path} not found; run the export stage first (dvc repro)")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise UserError(f"--model: {path} is not a valid ONNX model: {exc}") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if SIGNATURE_KEY not in meta:
+        raise UserError(f"--model: {path} has no {SIGNATURE_KEY} metadata; export it with this project")
+    return session, json.loads(meta[SIGNATURE_KEY])
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if path.suffix.lower() not in FILE_SUFFIXES:
+        raise UserError(f"input: {path} must be one of {', '.join(FILE_SUFFIXES)}")
+    if not path.is_file():
+        raise UserError(f"input: file not found: {path}")
+    try:
+        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"input: {path} is empty") from None
+
+
+def predict_frame(session, sig: dict, frame: pd.DataFrame) -> pd.DataFrame:
+    """Predictions for raw rows: `prediction`, plus `proba_<class>` for classifiers."""
+    features = [Feature(f["name"], f["kind"], "") for f in sig["features"]]
+    missing = [f.name for f in features if f.name not in frame.columns]
+    if missing:
+        raise UserError(
+            f"input is missing {len(missing)} required column(s): {', '.join(missing)} "
+            f"(the model expects: {', '.join(f.name for f in features)})"
+        )
+    if frame.empty:
+        raise UserError("input has no rows")
+    X = coerce_features(frame, features)
+    labels, values = onnx_outputs(session, onnx_feeds(session, X, sig), sig["task"])
+    out = pd.DataFrame({"prediction": labels}, index=frame.index)
+    if sig["task"] == "classification":
+        for i, cls in enumerate(sig["classes"]):
+            out[f"proba_{cls}"] = np.asarray(values)[:, i]
+    return out
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ml_project.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("input", type=Path, help="CSV or Parquet file with the feature columns")
+    parser.add_argument("--model", type=Path, default=EXPORT_DIR / "model.onnx")
+    parser.add_argument("--output", type=Path, help="CSV to write (default: standard output)")
+    return parser.parse_args(argv)
+
+
+@exits_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    session, sig = load_model(args.model)
+    result = predict_frame(session, sig, read_table(args.input))
+    if args.output:
+        write_table(result, args.output)
+        print(f"wrote {len(result)} predictions to {args.output}", file=sys.stderr)
+    else:
+        result.to_csv(sys.stdout, index=False)
+
+
+if __name__ == "__main__":
+    main()

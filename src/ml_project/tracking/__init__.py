@@ -1,0 +1,174 @@
+"""One logging interface, many trackers.
+
+Training and evaluation talk to a `Trackers` fan-out only. Each enabled tracker is one class
+behind the `Tracker` protocol, looked up by name in `TRACKERS` and imported only when enabled,
+so a disabled tracker costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ml_project.errors import ParamsError
+from ml_project.params import TrackingParams
+
+# name -> "module:Class"; the class has `from_params(params, run) -> Tracker | None`.
+TRACKERS: dict[str, str] = {
+    "dvclive": "ml_project.tracking.dvclive_tracker:DvcliveTracker",
+}
+
+
+class Tracker(Protocol):
+    name: str
+    required: bool  # a required tracker's failure is always fatal (dvclive: source of truth)
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_summary(self, metrics: Mapping[str, float]) -> None: ...
+    def log_artifact(self, path: Path, kind: str = "file") -> None: ...
+    def log_model(self, model: Any, path: Path, input_example: Any) -> None: ...
+    def close(self, status: str) -> None: ...
+
+
+@dataclass
+class RunInfo:
+    """Where and as what a stage logs: shared by every tracker of one run."""
+
+    stage: str
+    root: Path = field(default_factory=lambda: repo_root())
+    resume: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def repo_root() -> Path:
+    """The main repository root, also inside a queued experiment's temporary workspace."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def dvc_tags() -> dict[str, str]:
+    """Tags linking a run back to DVC; empty values are dropped."""
+    tags = {
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+        "dvc.stage": os.environ.get("DVC_STAGE", ""),
+    }
+    return {k: v for k, v in tags.items() if v}
+
+
+class Trackers:
+    """Fan-out over the enabled trackers; a context manager that always closes all of them.
+
+    A failing optional tracker is reported once on stderr, naming it, and dropped; the others
+    (dvclive above all) go on. With `tracking.strict: true`, or for a required tracker, the
+    failure is raised instead.
+    """
+
+    def __init__(self, trackers: list[Tracker], strict: bool = False):
+        self.trackers = list(trackers)
+        self.strict = strict
+        self.failed: dict[str, str] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.trackers]
+
+    def _each(self, method: str, *args, **kwargs) -> None:
+        for tracker in list(self.trackers):
+            try:
+                getattr(tracker, method)(*args, **kwargs)
+            except Exception as exc:
+                if self.strict or tracker.required:
+                    raise
+                self._drop(tracker, exc)
+
+    def _drop(self, tracker: Tracker, exc: BaseException) -> None:
+        self.trackers.remove(tracker)
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        self.failed[tracker.name] = reason
+        print(
+            f"warning: tracker '{tracker.name}' failed and is skipped for the rest of this run: "
+            f"{reason}",
+            file=sys.stderr,
+        )
+        try:
+            tracker.close("failed")
+        except Exception:  # noqa: BLE001 - it already failed; closing is best effort
+            pass
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._each("log_params", params)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._each("set_tags", tags)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._each("log_metrics", metrics, step)
+
+    def log_summary(self, metrics: Mapping[str, float]) -> None:
+        self._each("log_summary", metrics)
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        self._each("log_artifact", Path(path), kind)
+
+    def log_model(self, model: Any, path: Path, input_example: Any) -> None:
+        self._each("log_model", model, Path(path), input_example)
+
+    def close(self, status: str = "success") -> None:
+        errors = []
+        for tracker in self.trackers:
+            try:
+                tracker.close(status)
+            except Exception as exc:  # noqa: BLE001 - every tracker must get its close()
+                errors.append((tracker, exc))
+        self.trackers = []
+        for tracker, exc in errors:
+            if self.strict or tracker.required:
+                raise exc
+            self._report_close_failure(tracker, exc)
+
+    def _report_close_failure(self, tracker: Tracker, exc: BaseException) -> None:
+        print(f"warning: tracker '{tracker.name}' failed on close: {exc}", file=sys.stderr)
+
+    def __enter__(self) -> Trackers:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close("failed" if exc_type is not None else "success")
+
+
+def load_tracker_class(name: str) -> type:
+    if name not in TRACKERS:
+        raise ParamsError(
+            f"params.yaml: tracking.{name}: unknown tracker (valid: {', '.join(TRACKERS)})"
+        )
+    module, cls = TRACKERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
+    """Start every enabled tracker for `run`; disabled ones are never imported."""
+    started: list[Tracker] = []
+    fanout = Trackers(started, strict=params.strict)
+    for name in TRACKERS:
+        section = getattr(params, name, None)
+        if section is None or not section.enabled:
+            continue
+        try:
+            tracker = load_tracker_class(name).from_params(params, run)
+        except Exception as exc:
+            if params.strict or name == "dvclive":
+                fanout.close("failed")
+                raise
+            fanout.failed[name] = str(exc)
+            print(f"warning: tracker '{name}' could not start and is skipped: {exc}", file=sys.stderr)
+            continue
+        if tracker is not None:
+            started.append(tracker)
+    return fanout

@@ -1,0 +1,188 @@
+"""The trainer: fit one registered model, log its per-iteration curve, save it.
+
+Nothing here branches on a model name: what differs between models lives in their
+`ModelSpec` (builder, whether features are scaled, how to stage per-iteration outputs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from ml_project import metrics as M
+from ml_project.data import PROCESSED_DIR, Manifest, load_split, read_manifest
+from ml_project.errors import ParamsError, UserError
+from ml_project.models import get_spec, parse_models
+from ml_project.models.preprocessing import build_pipeline, preprocessor
+from ml_project.params import (
+    DataParams,
+    TrackingParams,
+    TrainParams,
+    flatten,
+    read_params,
+    section,
+)
+from ml_project.persistence import MODEL_PATH, save_native
+from ml_project.tracking import RunInfo, Trackers, dvc_tags, open_trackers
+
+INFO_PATH = Path("models/train_info.json")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the train stage reads from params.yaml, parsed and cross-checked."""
+
+    data: DataParams
+    model: str
+    hyperparams: BaseModel
+    train: TrainParams
+    tracking: TrackingParams
+
+    def run_params(self) -> dict[str, Any]:
+        """The run's effective params, flattened, as every tracker receives them."""
+        return flatten(
+            {
+                "data": self.data.model_dump(),
+                "model": self.model,
+                "models": {self.model: self.hyperparams.model_dump()},
+                "train": self.train.model_dump(),
+            }
+        )
+
+
+def load_train_config(raw: Mapping[str, Any] | None = None) -> TrainConfig:
+    raw = read_params() if raw is None else raw
+    data = section(raw, "data", DataParams)
+    model = raw.get("model")
+    if not isinstance(model, str):
+        raise ParamsError("params.yaml: model: must name one entry of models:")
+    hyperparams = parse_models(raw.get("models"), model)
+    train = section(raw, "train", TrainParams)
+    M.selection_metric(train.metric, data.task)
+    return TrainConfig(data, model, hyperparams[model], train, section(raw, "tracking", TrackingParams))
+
+
+@dataclass
+class TrainResult:
+    pipeline: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    fit_seconds: float = 0.0
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def _outputs(model, out: np.ndarray, task: str):
+    """(predictions, probabilities or None) from a staged output."""
+    if task == "classification":
+        return model.classes_[np.argmax(out, axis=1)], out
+    return out, None
+
+
+def _step_metrics(task, metric_name, model, out_train, y_train, out_val, y_val) -> dict[str, float]:
+    classes = getattr(model, "classes_", None)
+    pred_tr, proba_tr = _outputs(model, out_train, task)
+    pred_val, proba_val = _outputs(model, out_val, task)
+    train_all = M.compute(task, y_train, pred_tr, proba_tr, classes)
+    row = {
+        "train/loss": M.loss(task, y_train, pred_tr, proba_tr, classes),
+        f"train/{metric_name}": train_all[metric_name],
+        "val/loss": M.loss(task, y_val, pred_val, proba_val, classes),
+    }
+    row.update({f"val/{k}": v for k, v in M.compute(task, y_val, pred_val, proba_val, classes).items()})
+    return row
+
+
+def _final_outputs(pipeline, X, task):
+    if task == "classification" and hasattr(pipeline, "predict_proba"):
+        return pipeline.predict_proba(X)
+    return pipeline.predict(X)
+
+
+def fit(
+    config: TrainConfig,
+    manifest: Manifest,
+    trackers: Trackers | None = None,
+    data_dir: Path = PROCESSED_DIR,
+) -> TrainResult:
+    """Fit the configured model on the train split and log one curve step per iteration.
+
+    Usable from a notebook: `fit(load_train_config(), read_manifest())`.
+    """
+    trackers = trackers or Trackers([])
+    task = manifest.task
+    spec = get_spec(config.model)
+    metric = M.selection_metric(config.train.metric, task)
+    X_train, y_train = load_split("train", manifest, data_dir)
+    X_val, y_val = load_split("val", manifest, data_dir)
+
+    estimator = spec.build(task, config.hyperparams, config.train.seed, metric)
+    pipeline = build_pipeline(preprocessor(manifest, spec.scale), estimator)
+    start = time.perf_counter()
+    try:
+        pipeline.fit(X_train, y_train)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"models.{config.model}: training failed: {first}") from None
+    result = TrainResult(pipeline, fit_seconds=time.perf_counter() - start)
+
+    model = pipeline[-1]
+    if spec.staged is not None:
+        Xt_train = pipeline[:-1].transform(X_train)
+        Xt_val = pipeline[:-1].transform(X_val)
+        stages = zip(spec.staged(model, Xt_train), spec.staged(model, Xt_val))
+    else:
+        stages = [(_final_outputs(pipeline, X_train, task), _final_outputs(pipeline, X_val, task))]
+    for step, (out_train, out_val) in enumerate(stages):
+        row = _step_metrics(task, metric.name, model, out_train, y_train, out_val, y_val)
+        trackers.log_metrics(row, step)
+        result.history.append(row)
+    return result
+
+
+def run(
+    config: TrainConfig,
+    data_dir: Path = PROCESSED_DIR,
+    model_path: Path = MODEL_PATH,
+    info_path: Path = INFO_PATH,
+) -> TrainResult:
+    """The train stage: trackers open, fit, save the model and its info, trackers close."""
+    manifest = read_manifest(data_dir)
+    if manifest.task != config.data.task:
+        raise ParamsError(
+            f"params.yaml: data.task is '{config.data.task}' but {data_dir} was built for "
+            f"'{manifest.task}'; re-run etl (dvc repro)"
+        )
+    tags = {
+        **dvc_tags(),
+        "data_version": manifest.data_version,
+        "model": config.model,
+        "task": manifest.task,
+    }
+    run_info = RunInfo(stage="train", tags=tags)
+    with open_trackers(config.tracking, run_info) as trackers:
+        trackers.set_tags(tags)
+        trackers.log_params(config.run_params())
+        result = fit(config, manifest, trackers, data_dir)
+        save_native(result.pipeline, model_path)
+        info = {
+            "model": config.model,
+            "task": manifest.task,
+            "metric": config.train.metric,
+            "data_version": manifest.data_version,
+            "fit_seconds": round(result.fit_seconds, 4),
+            "steps": len(result.history),
+            "tags": tags,
+        }
+        Path(info_path).write_text(json.dumps(info, indent=2) + "\n")
+        X_example, _ = load_split("val", manifest, data_dir)
+        trackers.log_model(result.pipeline, model_path, X_example.head(5))
+    return result

@@ -1,0 +1,17 @@
+"""export stage: skops + ONNX into export/, each checked for parity on the test split."""
+
+from ml_project.data import read_manifest
+from ml_project.errors import exits_on_user_error
+from ml_project.export import run
+from ml_project.params import ExportParams, read_params, section
+from ml_project.persistence import MODEL_PATH
+
+
+@exits_on_user_error
+def main() -> None:
+    results = run(MODEL_PATH, read_manifest(), section(read_params(), "export", ExportParams))
+    print("export: " + ", ".join(f"{r.format} max|diff|={r.max_abs_diff:.3g}" for r in results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""train stage: fit the active model, log its curve, save models/model.skops."""
+
+from ml_project.errors import exits_on_user_error
+from ml_project.training import load_train_config, run
+
+
+@exits_on_user_error
+def main() -> None:
+    config = load_train_config()
+    result = run(config)
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in result.final.items() if k.startswith("val/"))
+    print(f"train: {config.model}, {len(result.history)} step(s), {shown}")
+
+
+if __name__ == "__main__":
+    main()
