@@ -1,5 +1,7 @@
 """evaluate stage: test-split metrics and plots into evaluation/."""
 
+import _bootstrap  # noqa: F401  (this checkout's src/ first on sys.path)
+
 from ml_project.data import read_manifest
 from ml_project.errors import exits_on_user_error
 from ml_project.evaluation import run

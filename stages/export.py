@@ -1,5 +1,7 @@
 """export stage: skops + ONNX into export/, each checked for parity on the test split."""
 
+import _bootstrap  # noqa: F401  (this checkout's src/ first on sys.path)
+
 from ml_project.data import read_manifest
 from ml_project.errors import exits_on_user_error
 from ml_project.export import run

@@ -1,5 +1,7 @@
 """train stage: fit the active model, log its curve, save models/model.skops."""
 
+import _bootstrap  # noqa: F401  (this checkout's src/ first on sys.path)
+
 from ml_project.errors import exits_on_user_error
 from ml_project.training import load_train_config, run
 

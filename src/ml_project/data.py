@@ -23,6 +23,7 @@ import pandas as pd
 from ml_project.errors import DataError
 from ml_project.params import BUNDLED_DATASETS, DataParams
 
+RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
@@ -112,6 +113,22 @@ def load_source(params: DataParams) -> tuple[pd.DataFrame, str]:
     return frame, params.target
 
 
+def require_tracked_location(params: DataParams, raw_dir: Path = RAW_DIR) -> None:
+    """A file source must live under data/raw/, which dvc.yaml lists as an etl dependency.
+
+    Anywhere else, DVC would not notice when the file changes, and ETL would be skipped on
+    stale data.
+    """
+    if params.source in BUNDLED_TASKS:
+        return
+    path = Path(params.source)
+    if path.is_absolute() or not path.resolve().is_relative_to(raw_dir.resolve()):
+        raise DataError(
+            f"data.source: {params.source} is outside {raw_dir}/; put the file there (or "
+            f"`dvc add` it there) so that DVC versions it and re-runs etl when it changes"
+        )
+
+
 def _load_bundled(name: str) -> pd.DataFrame:
     from sklearn import datasets
 
@@ -197,9 +214,7 @@ def coerce_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFram
     """
     missing = [f.name for f in features if f.name not in frame.columns]
     if missing:
-        raise DataError(
-            f"input is missing {len(missing)} feature column(s): {', '.join(missing)}"
-        )
+        raise DataError(f"input is missing {len(missing)} feature column(s): {', '.join(missing)}")
     out = {}
     for feat in features:
         col = frame[feat.name]
@@ -208,18 +223,14 @@ def coerce_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFram
                 out[feat.name] = pd.to_numeric(col, errors="raise").astype("float64")
             except (ValueError, TypeError):
                 bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()].iloc[0]
-                raise DataError(
-                    f"column '{feat.name}': expected numbers, found {bad!r}"
-                ) from None
+                raise DataError(f"column '{feat.name}': expected numbers, found {bad!r}") from None
         else:
             values = col.astype(object).where(col.notna(), MISSING_CATEGORY)
             out[feat.name] = values.map(str).astype(object)
     return pd.DataFrame(out, index=frame.index)
 
 
-def split(
-    frame: pd.DataFrame, target: str, params: DataParams
-) -> dict[str, pd.DataFrame]:
+def split(frame: pd.DataFrame, target: str, params: DataParams) -> dict[str, pd.DataFrame]:
     """Seeded train/val/test split, stratified on the target for classification."""
     from sklearn.model_selection import train_test_split
 

@@ -50,16 +50,28 @@ def native_outputs(pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
     return np.asarray(pipeline.predict(X), dtype=np.float64)
 
 
-def compare(fmt: str, native: np.ndarray, exported: np.ndarray, params: ExportParams,
-            labels: tuple[np.ndarray, np.ndarray] | None = None) -> Parity:
+def compare(
+    fmt: str,
+    native: np.ndarray,
+    exported: np.ndarray,
+    params: ExportParams,
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Parity:
     native = np.asarray(native, dtype=np.float64).reshape(len(native), -1)
     exported = np.asarray(exported, dtype=np.float64).reshape(native.shape)
     diff = np.abs(native - exported)
     within = diff <= params.atol + params.rtol * np.abs(native)
     rel = diff / np.maximum(np.abs(native), np.finfo(np.float64).tiny)
     agreement = None if labels is None else float(np.mean(labels[0] == labels[1]))
-    parity = Parity(fmt, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
-                    params.atol, params.rtol, agreement, len(native))
+    parity = Parity(
+        fmt,
+        float(diff.max(initial=0.0)),
+        float(rel.max(initial=0.0)),
+        params.atol,
+        params.rtol,
+        agreement,
+        len(native),
+    )
     if not bool(within.all()):
         raise ParityError(
             f"export.{fmt}: parity check failed: max abs diff {parity.max_abs_diff:.3g} exceeds "
@@ -83,8 +95,11 @@ def _register_converters() -> None:
 
     def convert(scope, operator, container):
         container.add_node(
-            "Cast", operator.inputs[0].full_name, operator.outputs[0].full_name,
-            to=TensorProto.FLOAT, name=scope.get_unique_operator_name("CastFloat32"),
+            "Cast",
+            operator.inputs[0].full_name,
+            operator.outputs[0].full_name,
+            to=TensorProto.FLOAT,
+            name=scope.get_unique_operator_name("CastFloat32"),
         )
 
     update_registered_converter(CastFloat32, "MlProjectCastFloat32", shape, convert)
@@ -95,8 +110,9 @@ def signature(manifest: Manifest, classes) -> dict:
         "task": manifest.task,
         "target": manifest.target,
         "features": [{"name": f.name, "kind": f.kind} for f in manifest.features],
-        "classes": None if classes is None else [c.item() if hasattr(c, "item") else c
-                                                  for c in classes],
+        "classes": None
+        if classes is None
+        else [c.item() if hasattr(c, "item") else c for c in classes],
         "data_version": manifest.data_version,
     }
 
@@ -148,7 +164,11 @@ def export_onnx(pipeline, manifest, X_test, staging: Path, params: ExportParams)
     sig = signature(manifest, getattr(pipeline, "classes_", None))
     labels, values = onnx_outputs(session, onnx_feeds(session, X_test, sig), manifest.task)
     native = native_outputs(pipeline, X_test, manifest.task)
-    pair = (np.asarray(pipeline.predict(X_test)), labels) if manifest.task == "classification" else None
+    pair = (
+        (np.asarray(pipeline.predict(X_test)), labels)
+        if manifest.task == "classification"
+        else None
+    )
     return compare("onnx", native, values, params, pair)
 
 
@@ -175,10 +195,17 @@ def run(
     try:
         save_native(pipeline, staging / "model.skops")
         reloaded = load_native(staging / "model.skops")
-        results = [compare("skops", native_outputs(pipeline, X_test, manifest.task),
-                           native_outputs(reloaded, X_test, manifest.task), params)]
-        results += [EXPORTERS[fmt](pipeline, manifest, X_test, staging, params)
-                    for fmt in params.formats]
+        results = [
+            compare(
+                "skops",
+                native_outputs(pipeline, X_test, manifest.task),
+                native_outputs(reloaded, X_test, manifest.task),
+                params,
+            )
+        ]
+        results += [
+            EXPORTERS[fmt](pipeline, manifest, X_test, staging, params) for fmt in params.formats
+        ]
         report = {
             r.format: {
                 "max_abs_diff": r.max_abs_diff,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,9 +16,28 @@ MODEL_PATH = Path("models/model.skops")
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "ml_project.", "builtins.", "collections.")
 
 
+def _skops_io():
+    """Import skops.io without letting it import torch.
+
+    On import, skops lists scikit-learn's estimators. That walk imports every sklearn
+    subpackage, including `sklearn.externals.array_api_compat.torch`, which imports torch
+    (about 3 s) whenever torch is installed. The walk skips packages that fail to import, so
+    that one package is masked for the duration of the import.
+    """
+    masked = "sklearn.externals.array_api_compat.torch"
+    if "skops.io" in sys.modules or masked in sys.modules:
+        return importlib.import_module("skops.io")
+    importlib.import_module("sklearn")  # imported normally, before the mask is in place
+    sys.modules[masked] = None  # type: ignore[assignment]  # makes importing it fail
+    try:
+        return importlib.import_module("skops.io")
+    finally:
+        del sys.modules[masked]
+
+
 def save_native(pipeline, path: Path) -> Path:
     """Write `pipeline` with skops; the file appears only once complete."""
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +54,7 @@ def save_native(pipeline, path: Path) -> Path:
 
 def load_native(path: Path):
     """Load a skops file, refusing any type outside `TRUSTED_PREFIXES`."""
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     if not path.is_file():

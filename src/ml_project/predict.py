@@ -36,7 +36,9 @@ def load_model(path: Path):
         raise UserError(f"--model: {path} is not a valid ONNX model: {exc}") from None
     meta = session.get_modelmeta().custom_metadata_map
     if SIGNATURE_KEY not in meta:
-        raise UserError(f"--model: {path} has no {SIGNATURE_KEY} metadata; export it with this project")
+        raise UserError(
+            f"--model: {path} has no {SIGNATURE_KEY} metadata; export it with this project"
+        )
     return session, json.loads(meta[SIGNATURE_KEY])
 
 
@@ -86,7 +88,9 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ml_project.predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ml_project.predict", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("input", type=Path, help="CSV or Parquet file with the feature columns")
     parser.add_argument("--model", type=Path, default=EXPORT_DIR / "model.onnx")
     parser.add_argument("--output", type=Path, help="CSV to write (default: standard output)")

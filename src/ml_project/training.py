@@ -66,7 +66,9 @@ def load_train_config(raw: Mapping[str, Any] | None = None) -> TrainConfig:
     hyperparams = parse_models(raw.get("models"), model)
     train = section(raw, "train", TrainParams)
     M.selection_metric(train.metric, data.task)
-    return TrainConfig(data, model, hyperparams[model], train, section(raw, "tracking", TrackingParams))
+    return TrainConfig(
+        data, model, hyperparams[model], train, section(raw, "tracking", TrackingParams)
+    )
 
 
 @dataclass
@@ -87,17 +89,20 @@ def _outputs(model, out: np.ndarray, task: str):
     return out, None
 
 
-def _step_metrics(task, metric_name, model, out_train, y_train, out_val, y_val) -> dict[str, float]:
+def _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, final: bool):
+    """One curve step: both losses and the selection metric; every val metric at the end."""
     classes = getattr(model, "classes_", None)
     pred_tr, proba_tr = _outputs(model, out_train, task)
     pred_val, proba_val = _outputs(model, out_val, task)
-    train_all = M.compute(task, y_train, pred_tr, proba_tr, classes)
     row = {
         "train/loss": M.loss(task, y_train, pred_tr, proba_tr, classes),
-        f"train/{metric_name}": train_all[metric_name],
         "val/loss": M.loss(task, y_val, pred_val, proba_val, classes),
     }
-    row.update({f"val/{k}": v for k, v in M.compute(task, y_val, pred_val, proba_val, classes).items()})
+    if final:
+        scores = M.compute(task, y_val, pred_val, proba_val, classes)
+    else:
+        scores = {metric.name: float(metric.fn(y_val, pred_val, proba_val, classes))}
+    row.update({f"val/{k}": v for k, v in scores.items()})
     return row
 
 
@@ -138,11 +143,12 @@ def fit(
     if spec.staged is not None:
         Xt_train = pipeline[:-1].transform(X_train)
         Xt_val = pipeline[:-1].transform(X_val)
-        stages = zip(spec.staged(model, Xt_train), spec.staged(model, Xt_val))
+        stages = list(zip(spec.staged(model, Xt_train), spec.staged(model, Xt_val), strict=True))
     else:
         stages = [(_final_outputs(pipeline, X_train, task), _final_outputs(pipeline, X_val, task))]
+    last = len(stages) - 1
     for step, (out_train, out_val) in enumerate(stages):
-        row = _step_metrics(task, metric.name, model, out_train, y_train, out_val, y_val)
+        row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, step == last)
         trackers.log_metrics(row, step)
         result.history.append(row)
     return result

@@ -68,7 +68,11 @@ def _staged_forest(model, X):
 
 register(
     ModelSpec(
-        "rf", RandomForestParams, _build_rf, scale=False, staged=_staged_forest,
+        "rf",
+        RandomForestParams,
+        _build_rf,
+        scale=False,
+        staged=_staged_forest,
         description="random forest; one curve step per tree",
     )
 )
@@ -90,7 +94,11 @@ class HistGradientBoostingParams(Hyperparams):
 def _build_hgb(task, hp: HistGradientBoostingParams, seed, metric):
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    cls = HistGradientBoostingClassifier if _is_classification(task) else HistGradientBoostingRegressor
+    cls = (
+        HistGradientBoostingClassifier
+        if _is_classification(task)
+        else HistGradientBoostingRegressor
+    )
     return cls(
         learning_rate=hp.learning_rate,
         max_iter=hp.max_iter,
@@ -107,13 +115,20 @@ def _build_hgb(task, hp: HistGradientBoostingParams, seed, metric):
 
 
 def _staged_hgb(model, X):
-    yield from (model.staged_predict_proba(X) if hasattr(model, "predict_proba")
-                else model.staged_predict(X))
+    yield from (
+        model.staged_predict_proba(X)
+        if hasattr(model, "predict_proba")
+        else model.staged_predict(X)
+    )
 
 
 register(
     ModelSpec(
-        "hgb", HistGradientBoostingParams, _build_hgb, scale=False, staged=_staged_hgb,
+        "hgb",
+        HistGradientBoostingParams,
+        _build_hgb,
+        scale=False,
+        staged=_staged_hgb,
         description="histogram gradient boosting; one curve step per boosting iteration",
     )
 )

@@ -7,6 +7,7 @@ so a disabled tracker costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -97,10 +98,8 @@ class Trackers:
             f"{reason}",
             file=sys.stderr,
         )
-        try:
+        with contextlib.suppress(Exception):  # it already failed; closing is best effort
             tracker.close("failed")
-        except Exception:  # noqa: BLE001 - it already failed; closing is best effort
-            pass
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self._each("log_params", params)
@@ -154,8 +153,7 @@ def load_tracker_class(name: str) -> type:
 
 def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
     """Start every enabled tracker for `run`; disabled ones are never imported."""
-    started: list[Tracker] = []
-    fanout = Trackers(started, strict=params.strict)
+    fanout = Trackers([], strict=params.strict)
     for name in TRACKERS:
         section = getattr(params, name, None)
         if section is None or not section.enabled:
@@ -166,9 +164,11 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
             if params.strict or name == "dvclive":
                 fanout.close("failed")
                 raise
-            fanout.failed[name] = str(exc)
-            print(f"warning: tracker '{name}' could not start and is skipped: {exc}", file=sys.stderr)
+            fanout.failed[name] = " ".join(str(exc).split())[:300]
+            print(
+                f"warning: tracker '{name}' could not start and is skipped: {exc}", file=sys.stderr
+            )
             continue
         if tracker is not None:
-            started.append(tracker)
+            fanout.trackers.append(tracker)
     return fanout

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ml_project.params import TrackingParams
+
+FLUSH_SECONDS = 2.0
 
 
 class DvcliveTracker:
@@ -22,6 +25,7 @@ class DvcliveTracker:
             dir=str(directory), dvcyaml=None, save_dvc_exp=False, resume=resume, report=None
         )
         self.directory = Path(directory)
+        self._last_sync = time.monotonic()
 
     @classmethod
     def from_params(cls, params: TrackingParams, run) -> DvcliveTracker | None:
@@ -35,10 +39,16 @@ class DvcliveTracker:
         pass  # DVC itself records the experiment name and baseline commit
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        # log_metric appends one TSV row per key: cheap and flat. Live.next_step() would also
+        # rebuild the summary and re-read every TSV for Studio, a cost that grows with the step
+        # count, so that sync happens at most every FLUSH_SECONDS and on close.
         self.live.step = step
         for key, value in metrics.items():
             self.live.log_metric(key, value, timestamp=False)
-        self.live.next_step()
+        now = time.monotonic()
+        if now - self._last_sync >= FLUSH_SECONDS:
+            self.live.sync()
+            self._last_sync = now
 
     def log_summary(self, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():

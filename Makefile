@@ -1,0 +1,49 @@
+# Two commands: `make run` (set up + run the pipeline) and `make test`. `make help` lists all.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv with the pinned versions
+
+run: install ## Run the pipeline as a DVC experiment and print the metrics
+	dvc exp run
+	dvc metrics show
+
+test: install ## Lint and run the whole test suite
+	ruff check .
+	python -m pytest
+
+lint: install ## ruff lint + format check
+	ruff check .
+	ruff format --check .
+
+format: install ## Format and fix imports
+	ruff check --fix .
+	ruff format .
+
+bench: install ## Benchmarks (see benchmarks/)
+	python benchmarks/pipeline.py
+
+lock: ## Re-resolve the pinned versions from pyproject.toml into requirements.lock
+	rm -rf /tmp/ml-project-lock && $(PYTHON) -m venv /tmp/ml-project-lock
+	/tmp/ml-project-lock/bin/pip install --quiet -e ".[dev]"
+	{ sed -n '1,2p' requirements.lock; /tmp/ml-project-lock/bin/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean: ## Remove the virtualenv and pipeline outputs (not the DVC cache)
+	rm -rf $(VENV) data/processed models evaluation export dvclive

@@ -1,0 +1,109 @@
+"""Contract tests over the MODELS registry: fit on tiny data, shapes, round trips, ONNX parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ml_project.data import coerce_features, validate
+from ml_project.export import compare, native_outputs, onnx_feeds, onnx_outputs, signature, to_onnx
+from ml_project.metrics import METRICS
+from ml_project.models import MODELS, get_spec
+from ml_project.models.preprocessing import build_pipeline, preprocessor
+from ml_project.params import ExportParams
+from ml_project.persistence import load_native, save_native
+from tests.conftest import messy_frame
+
+
+class TinyManifest:
+    """The two attributes the model side needs from a real manifest."""
+
+    def __init__(self, features, task, target):
+        self.features, self.task, self.target = features, task, target
+        self.data_version = "test"
+
+    numeric = property(lambda s: [f.name for f in s.features if f.kind == "numeric"])
+    categorical = property(lambda s: [f.name for f in s.features if f.kind == "categorical"])
+
+
+def tiny(task: str):
+    frame = messy_frame(120, seed=1)
+    target = "churn"
+    if task == "regression":
+        noise = np.random.default_rng(2).normal(0, 1, len(frame))
+        frame["churn"] = frame["income"] / 1000 + (frame["city"] == "paris") * 3 + noise
+    features = validate(frame, target, task)
+    return (
+        coerce_features(frame, features),
+        frame[target].to_numpy(),
+        TinyManifest(features, task, target),
+    )
+
+
+def fitted(name: str, task: str):
+    X, y, manifest = tiny(task)
+    spec = get_spec(name)
+    hp = spec.hyperparams()
+    if name == "rf":
+        hp = spec.hyperparams(n_estimators=15)
+    metric = METRICS["f1" if task == "classification" else "rmse"]
+    pipe = build_pipeline(preprocessor(manifest, spec.scale), spec.build(task, hp, 0, metric))
+    return pipe.fit(X, y), X, y, manifest
+
+
+CASES = [(name, task) for name in MODELS for task in ("classification", "regression")]
+
+
+@pytest.mark.parametrize(("name", "task"), CASES)
+def test_fit_predict_shapes(name, task):
+    pipe, X, y, _ = fitted(name, task)
+    assert pipe.predict(X).shape == (len(X),)
+    if task == "classification":
+        proba = pipe.predict_proba(X)
+        assert proba.shape == (len(X), 2)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+        assert set(pipe.predict(X)) <= {"yes", "no"}
+
+
+@pytest.mark.parametrize(("name", "task"), CASES)
+def test_skops_round_trip(tmp_path, name, task):
+    pipe, X, _, _ = fitted(name, task)
+    loaded = load_native(save_native(pipe, tmp_path / "m.skops"))
+    np.testing.assert_array_equal(native_outputs(loaded, X, task), native_outputs(pipe, X, task))
+
+
+@pytest.mark.parametrize(("name", "task"), CASES)
+def test_onnx_export_matches_native(name, task):
+    pipe, X, _, manifest = fitted(name, task)
+    onx = to_onnx(pipe, manifest)
+    session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    sig = signature(manifest, getattr(pipe, "classes_", None))
+    labels, values = onnx_outputs(session, onnx_feeds(session, X, sig), task)
+    parity = compare("onnx", native_outputs(pipe, X, task), values, ExportParams())
+    assert parity.max_abs_diff <= 1e-4 * max(1.0, float(np.abs(values).max()))
+    if task == "classification":
+        assert np.mean(labels == pipe.predict(X)) >= 0.99
+
+
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.staged])
+def test_staged_models_end_at_the_final_prediction(name):
+    pipe, X, _, _ = fitted(name, "classification")
+    Xt = pipe[:-1].transform(X)
+    stages = list(get_spec(name).staged(pipe[-1], Xt))
+    assert len(stages) > 1
+    np.testing.assert_allclose(stages[-1], pipe.predict_proba(X), atol=1e-12)
+
+
+def test_untrusted_types_are_refused(tmp_path):
+    import skops.io as sio
+
+    from ml_project.errors import UserError
+
+    class Sneaky:
+        pass
+
+    path = tmp_path / "bad.skops"
+    sio.dump({"x": Sneaky()}, path)
+    with pytest.raises(UserError, match=r"refusing to load untrusted types: .*Sneaky"):
+        load_native(path)

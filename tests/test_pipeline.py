@@ -1,0 +1,237 @@
+"""The real pipeline: `dvc repro` and `dvc exp run` in temporary git repos."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import make_project, messy_frame, sh
+
+pytestmark = pytest.mark.slow
+STAGES = ("etl", "train", "evaluate", "export")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The project, run once with `dvc repro`; tests that change it work on a copy."""
+    repo = make_project(tmp_path_factory.mktemp("project"))
+    sh("dvc repro", repo)
+    return repo
+
+
+@pytest.fixture
+def repo(built, tmp_path) -> Path:
+    copy = tmp_path / "repo"
+    shutil.copytree(built, copy, symlinks=True)
+    return copy
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def ran(output: str) -> set[str]:
+    return {s for s in STAGES if f"Running stage '{s}'" in output}
+
+
+def set_param(repo: Path, dotted: str, value) -> None:
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_default_pipeline_produces_finite_metrics(built):
+    test = read_json(built / "evaluation/metrics.json")["test"]
+    assert set(test) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert all(math.isfinite(v) for v in test.values())
+    assert test["accuracy"] > 0.9
+    curve = read_json(built / "dvclive/train/metrics.json")
+    assert curve["step"] == 99 and curve["val"]["f1"] > 0.9
+    steps = (built / "dvclive/train/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(steps) == 101  # header + one row per boosting iteration
+    parity = read_json(built / "export/parity.json")
+    assert parity["onnx"]["max_abs_diff"] <= parity["onnx"]["atol"]
+    assert parity["onnx"]["label_agreement"] == 1.0
+    info = read_json(built / "models/train_info.json")
+    manifest = read_json(built / "data/processed/manifest.json")
+    assert info["data_version"] == manifest["data_version"] and info["model"] == "hgb"
+
+
+def test_metrics_and_plots_commands_work(built, tmp_path):
+    shown = sh("dvc metrics show", built).stdout
+    assert "test.accuracy" in shown and "val.f1" in shown
+    sh(f"dvc plots show -o {tmp_path / 'plots'}", built)
+    html = (tmp_path / "plots/index.html").read_text()
+    assert "confusion_matrix.json" in html and "val/f1" in html.replace("\\/", "/")
+
+
+def test_second_repro_skips_every_stage(built):
+    out = sh("dvc repro", built).stdout
+    assert ran(out) == set()
+    assert all(f"Stage '{s}' didn't change, skipping" in out for s in STAGES)
+
+
+def test_etl_code_change_reruns_etl_and_model_param_change_does_not(repo):
+    with open(repo / "src/ml_project/data.py", "a") as f:
+        f.write("\n# a change to ETL code\n")
+    assert "etl" in ran(sh("dvc repro", repo).stdout)
+
+    set_param(repo, "models.hgb.learning_rate", 0.2)
+    out = sh("dvc repro", repo).stdout
+    assert "etl" not in ran(out) and "train" in ran(out)
+
+    set_param(repo, "models.rf.n_estimators", 50)  # not the active model: nothing to do
+    assert ran(sh("dvc repro", repo).stdout) == set()
+
+
+def test_exp_run_switches_model(repo):
+    sh("dvc exp run -S model=rf", repo)
+    assert read_json(repo / "models/train_info.json")["model"] == "rf"
+    curve = read_json(repo / "dvclive/train/metrics.json")
+    assert curve["step"] == 199  # one step per tree
+    exps = sh("dvc exp show --json", repo).stdout
+    assert '"model": "rf"' in exps.replace("'", '"') or "rf" in exps
+
+
+def test_regression_on_bundled_diabetes(repo):
+    sh(
+        "dvc exp run -S data.source=diabetes -S data.task=regression -S train.metric=rmse",
+        repo,
+    )
+    test = read_json(repo / "evaluation/metrics.json")["test"]
+    assert set(test) == {"rmse", "mae", "r2"} and test["r2"] > 0.2
+    assert sorted(p.name for p in (repo / "evaluation/plots").iterdir()) == [
+        "predicted_vs_actual.json",
+        "residuals.json",
+    ]
+
+
+def test_messy_csv_through_pipeline_and_predict(repo):
+    frame = messy_frame(300)
+    frame.to_csv(repo / "data/raw/messy.csv", index=False)
+    sh("git add data/raw/messy.csv", repo)
+    sh("dvc exp run -S data.source=data/raw/messy.csv -S data.target=churn", repo)
+    test = read_json(repo / "evaluation/metrics.json")["test"]
+    assert all(math.isfinite(v) for v in test.values()) and test["accuracy"] > 0.6
+    manifest = read_json(repo / "data/processed/manifest.json")
+    assert {f["name"]: f["kind"] for f in manifest["features"]}["city"] == "categorical"
+
+    new = messy_frame(40, seed=9).drop(columns="churn")
+    new.loc[0, "city"] = "unseen-city"
+    new.to_csv(repo / "new.csv", index=False)
+    sh("python -m ml_project.predict new.csv --output preds.csv", repo)
+    lines = (repo / "preds.csv").read_text().splitlines()
+    assert lines[0] == "prediction,proba_no,proba_yes" and len(lines) == 41
+    assert {line.split(",")[0] for line in lines[1:]} <= {"yes", "no"}
+
+    new.drop(columns=["city", "age"]).to_csv(repo / "bad.csv", index=False)
+    proc = sh("python -m ml_project.predict bad.csv --output out.csv", repo, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: input is missing 2 required column(s): age, city "
+        "(the model expects: age, income, city, member)"
+    )
+    assert not (repo / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "stage", "message"),
+    [
+        (
+            "data.source",
+            "data/raw/none.csv",
+            "etl",
+            "error: data.source: file not found: data/raw/none.csv",
+        ),
+        ("data.target", "nope", "etl", "error: data.target: required when data.source is a file"),
+        (
+            "model",
+            "xgb",
+            "train",
+            "error: params.yaml: model: unknown model 'xgb' (valid: linear, rf, hgb, svm, knn)",
+        ),
+        (
+            "models.knn.weights",
+            "far",
+            "train",
+            "error: params.yaml: models.knn.weights: Input should be 'uniform' or 'distance' (got 'far')",
+        ),
+        (
+            "export.atol",
+            -1,
+            "export",
+            "error: params.yaml: export.atol: Input should be greater than or equal to 0 (got -1)",
+        ),
+    ],
+)
+def test_bad_input_fails_with_one_line_and_keeps_outputs(repo, param, value, stage, message):
+    before = {p: p.read_bytes() for p in (repo / "data/processed").iterdir()}
+    set_param(repo, param, value)
+    proc = sh(f"python stages/{stage}.py", repo, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(message) and len(proc.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in (repo / "data/processed").iterdir()} == before
+
+
+def test_missing_target_column_in_csv(repo):
+    messy_frame(60).to_csv(repo / "data/raw/m.csv", index=False)
+    set_param(repo, "data.source", "data/raw/m.csv")
+    set_param(repo, "data.target", "label")
+    proc = sh("dvc repro etl", repo, check=False)
+    assert proc.returncode != 0
+    assert (
+        "error: data.target: column 'label' not found; columns are: age, income, city"
+        in proc.stderr
+    )
+
+
+def test_same_params_give_identical_metrics(repo):
+    first = (repo / "dvclive/train/metrics.json").read_text()
+    sh("dvc repro -f train evaluate", repo)
+    assert (repo / "dvclive/train/metrics.json").read_text() == first
+
+
+def _stage_modules(repo: Path, stage: str) -> set[str]:
+    """Project modules a stage really loads, traced while it runs."""
+    tracer = (
+        "import atexit, json, runpy, sys\n"
+        "sys.path.insert(0, 'stages')\n"
+        "def dump():\n"
+        "    files = sorted(m.__file__ for n, m in list(sys.modules.items())\n"
+        "                   if n.split('.')[0] == 'ml_project' and getattr(m, '__file__', None))\n"
+        "    json.dump(files, open('modules.json', 'w'))\n"
+        "atexit.register(dump)\n"
+        f"runpy.run_path('stages/{stage}.py', run_name='__main__')\n"
+    )
+    sh(["python", "-c", tracer], repo)
+    files = json.loads((repo / "modules.json").read_text())
+    return {
+        str(Path(f).resolve().relative_to(Path(repo).resolve()))
+        for f in files
+        if Path(f).resolve().is_relative_to(Path(repo).resolve())
+    }
+
+
+def test_stage_deps_list_exactly_the_code_each_stage_runs(repo):
+    dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for stage in STAGES:
+        declared = set()
+        for dep in dvc_yaml["stages"][stage]["deps"]:
+            path = repo / dep
+            if dep.startswith(("src/", "stages/")):
+                declared |= (
+                    {str(p.relative_to(repo)) for p in path.rglob("*.py")}
+                    if path.is_dir()
+                    else {dep}
+                )
+        loaded = _stage_modules(repo, stage) | {f"stages/{stage}.py", "stages/_bootstrap.py"}
+        assert loaded == declared, stage

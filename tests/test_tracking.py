@@ -1,0 +1,111 @@
+"""The fan-out: every tracker gets every call, all are closed, failures are isolated."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ml_project.params import TrackingParams
+from ml_project.tracking import RunInfo, Trackers, open_trackers
+
+
+class Recorder:
+    def __init__(self, name="rec", required=False, fail_on=None):
+        self.name, self.required, self.fail_on = name, required, fail_on
+        self.calls: list[tuple] = []
+
+    def _record(self, method, *args):
+        if method == self.fail_on:
+            raise RuntimeError(f"{self.name} is down")
+        self.calls.append((method, *args))
+
+    def log_params(self, params):
+        self._record("log_params", dict(params))
+
+    def set_tags(self, tags):
+        self._record("set_tags", dict(tags))
+
+    def log_metrics(self, metrics, step):
+        self._record("log_metrics", dict(metrics), step)
+
+    def log_summary(self, metrics):
+        self._record("log_summary", dict(metrics))
+
+    def log_artifact(self, path, kind="file"):
+        self._record("log_artifact", path, kind)
+
+    def log_model(self, model, path, input_example):
+        self._record("log_model", path)
+
+    def close(self, status):
+        self.calls.append(("close", status))
+
+
+def test_every_tracker_receives_the_same_calls_and_is_closed():
+    a, b = Recorder("a"), Recorder("b")
+    with Trackers([a, b]) as fan:
+        fan.log_params({"x": 1})
+        fan.log_metrics({"train/loss": 0.5}, 0)
+        fan.log_metrics({"train/loss": 0.4}, 1)
+    assert a.calls == b.calls
+    assert a.calls[-1] == ("close", "success")
+    assert [c[2] for c in a.calls if c[0] == "log_metrics"] == [0, 1]
+
+
+def test_exception_marks_every_run_failed_and_propagates():
+    a, b = Recorder("a"), Recorder("b")
+    with pytest.raises(ZeroDivisionError), Trackers([a, b]):
+        1 / 0
+    assert a.calls == b.calls == [("close", "failed")]
+
+
+def test_failing_optional_tracker_is_reported_once_and_dropped(capsys):
+    live, flaky = Recorder("dvclive", required=True), Recorder("mlflow", fail_on="log_metrics")
+    with Trackers([live, flaky]) as fan:
+        for step in range(3):
+            fan.log_metrics({"val/f1": 0.9}, step)
+    err = capsys.readouterr().err
+    assert err.count("warning: tracker 'mlflow' failed") == 1 and "mlflow is down" in err
+    assert [c[2] for c in live.calls if c[0] == "log_metrics"] == [0, 1, 2]
+    assert fan.failed == {"mlflow": "mlflow is down"}
+    assert flaky.calls[-1] == ("close", "failed")
+
+
+def test_strict_mode_makes_a_tracker_failure_fatal():
+    fan = Trackers([Recorder("mlflow", fail_on="log_params")], strict=True)
+    with pytest.raises(RuntimeError, match="mlflow is down"), fan:
+        fan.log_params({"x": 1})
+
+
+def test_required_tracker_failure_is_fatal_even_when_not_strict():
+    fan = Trackers([Recorder("dvclive", required=True, fail_on="log_metrics")])
+    with pytest.raises(RuntimeError), fan:
+        fan.log_metrics({"a": 1.0}, 0)
+
+
+def test_dvclive_tracker_writes_every_step_and_the_summary(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = TrackingParams(dvclive={"enabled": True, "dir": "live"})
+    with open_trackers(params, RunInfo(stage="train", root=tmp_path)) as fan:
+        assert fan.names == ["dvclive"]
+        fan.log_params({"models.hgb.learning_rate": 0.1})
+        for step in range(5):
+            fan.log_metrics({"train/loss": 1.0 / (step + 1), "val/f1": 0.5 + step / 10}, step)
+    rows = (tmp_path / "live/train/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert rows[0] == "step\tloss" and [r.split("\t")[0] for r in rows[1:]] == [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
+    summary = json.loads((tmp_path / "live/train/metrics.json").read_text())
+    assert summary["step"] == 4 and summary["val"]["f1"] == pytest.approx(0.9)
+    assert "learning_rate" in (tmp_path / "live/train/params.yaml").read_text()
+
+
+def test_disabled_dvclive_starts_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fan = open_trackers(TrackingParams(dvclive={"enabled": False}), RunInfo(stage="train"))
+    assert fan.names == [] and not (tmp_path / "dvclive").exists()
