@@ -107,3 +107,23 @@ def test_untrusted_types_are_refused(tmp_path):
     sio.dump({"x": Sneaky()}, path)
     with pytest.raises(UserError, match=r"refusing to load untrusted types: .*Sneaky"):
         load_native(path)
+
+
+@pytest.mark.parametrize("seed", [42, 48, 49])
+def test_hgb_onnx_parity_is_exact_in_float32(tmp_path, seed):
+    """Seeds 42/48/49 put a diabetes value exactly on a float32-rounded threshold."""
+    import yaml
+
+    from ml_project.data import load_split, run_etl
+    from ml_project.params import DataParams
+    from ml_project.training import fit, load_train_config
+
+    manifest = run_etl(DataParams(source="diabetes", task="regression", seed=seed), tmp_path)
+    raw = yaml.safe_load(open("params.yaml"))  # noqa: SIM115
+    raw["data"].update(source="diabetes", task="regression", seed=seed)
+    raw["train"]["metric"] = "rmse"
+    pipe = fit(load_train_config(raw), manifest, data_dir=tmp_path).pipeline
+    X, _ = load_split("train", manifest, tmp_path)
+    session = ort.InferenceSession(to_onnx(pipe, manifest).SerializeToString())
+    _, values = onnx_outputs(session, onnx_feeds(session, X, signature(manifest, None)), "regression")
+    compare("onnx", native_outputs(pipe, X, "regression"), values, ExportParams())

@@ -137,6 +137,8 @@ def fit(
     except ValueError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"models.{config.model}: training failed: {first}") from None
+    if spec.after_fit is not None:
+        spec.after_fit(pipeline[-1])
     result = TrainResult(pipeline, fit_seconds=time.perf_counter() - start)
 
     model = pipeline[-1]

@@ -38,6 +38,8 @@ class ModelSpec:
             ONNX thresholds bit-identical to scikit-learn's).
         staged: optional `(fitted_estimator, X) -> iterator of per-iteration outputs`
             (class probabilities or predictions) used to log one curve step per iteration.
+        after_fit: optional `(fitted_estimator) -> None`, run once after fitting; for changes
+            that leave predictions identical, such as making thresholds exact in float32.
     """
 
     name: str
@@ -45,6 +47,7 @@ class ModelSpec:
     build: Callable[[str, Any, int, Metric], Any]
     scale: bool = True
     staged: Staged | None = None
+    after_fit: Callable[[Any], None] | None = None
     description: str = ""
 
 

@@ -122,6 +122,22 @@ def _staged_hgb(model, X):
     )
 
 
+def _float32_exact_thresholds(model) -> None:
+    """Round split thresholds down to the nearest float32.
+
+    Features reach the trees as float32 (see `CastFloat32`), so for every possible input
+    `x <= t` and `x <= float32_floor(t)` agree: predictions do not change. ONNX stores
+    thresholds as float32, and without this a threshold that rounds *up* onto a data value
+    sends that value down the other branch.
+    """
+    for per_iteration in model._predictors:
+        for predictor in per_iteration:
+            t64 = predictor.nodes["num_threshold"]
+            t32 = t64.astype(np.float32)
+            t32 = np.where(t32 > t64, np.nextafter(t32, np.float32(-np.inf)), t32)
+            predictor.nodes["num_threshold"] = t32.astype(np.float64)
+
+
 register(
     ModelSpec(
         "hgb",
@@ -129,6 +145,7 @@ register(
         _build_hgb,
         scale=False,
         staged=_staged_hgb,
+        after_fit=_float32_exact_thresholds,
         description="histogram gradient boosting; one curve step per boosting iteration",
     )
 )
