@@ -125,5 +125,7 @@ def test_hgb_onnx_parity_is_exact_in_float32(tmp_path, seed):
     pipe = fit(load_train_config(raw), manifest, data_dir=tmp_path).pipeline
     X, _ = load_split("train", manifest, tmp_path)
     session = ort.InferenceSession(to_onnx(pipe, manifest).SerializeToString())
-    _, values = onnx_outputs(session, onnx_feeds(session, X, signature(manifest, None)), "regression")
+    _, values = onnx_outputs(
+        session, onnx_feeds(session, X, signature(manifest, None)), "regression"
+    )
     compare("onnx", native_outputs(pipe, X, "regression"), values, ExportParams())

@@ -152,7 +152,12 @@ def test_messy_csv_through_pipeline_and_predict(repo):
             "etl",
             "error: data.source: file not found: data/raw/none.csv",
         ),
-        ("data.target", "nope", "etl", "error: data.target: column 'nope' not found; columns are: mean_radius"),
+        (
+            "data.target",
+            "nope",
+            "etl",
+            "error: data.target: column 'nope' not found; columns are: mean_radius",
+        ),
         (
             "model",
             "xgb",
