@@ -109,3 +109,19 @@ def test_disabled_dvclive_starts_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fan = open_trackers(TrackingParams(dvclive={"enabled": False}), RunInfo(stage="train"))
     assert fan.names == [] and not (tmp_path / "dvclive").exists()
+
+
+def test_dvclive_summary_has_the_last_step_after_a_mid_run_sync(tmp_path, monkeypatch):
+    from ml_project.tracking import dvclive_tracker
+
+    monkeypatch.chdir(tmp_path)
+    params = TrackingParams(dvclive={"enabled": True, "dir": "live"})
+    with open_trackers(params, RunInfo(stage="train", root=tmp_path)) as fan:
+        monkeypatch.setattr(dvclive_tracker, "FLUSH_SECONDS", 0.0)
+        for step in range(3):
+            fan.log_metrics({"val/f1": float(step)}, step)
+        monkeypatch.setattr(dvclive_tracker, "FLUSH_SECONDS", 1e9)
+        for step in range(3, 6):
+            fan.log_metrics({"val/f1": float(step)}, step)
+    summary = json.loads((tmp_path / "live/train/metrics.json").read_text())
+    assert summary["step"] == 5 and summary["val"]["f1"] == 5.0

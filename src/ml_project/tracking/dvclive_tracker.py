@@ -66,4 +66,7 @@ class DvcliveTracker:
         pass  # the model file is a DVC stage output, declared in dvc.yaml
 
     def close(self, status: str) -> None:
+        # end() resets the step to the one in the last written summary; write it first, or
+        # steps logged since the last sync would be reported under an older step.
+        self.live.make_summary()
         self.live.end()
