@@ -76,9 +76,9 @@ def test_skops_round_trip(tmp_path, name, task):
 @pytest.mark.parametrize(("name", "task"), CASES)
 def test_onnx_export_matches_native(name, task):
     pipe, X, _, manifest = fitted(name, task)
-    onx = to_onnx(pipe, manifest)
-    session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
     sig = signature(manifest, getattr(pipe, "classes_", None))
+    onx = to_onnx(pipe, sig)
+    session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
     labels, values = onnx_outputs(session, onnx_feeds(session, X, sig), task)
     parity = compare("onnx", native_outputs(pipe, X, task), values, ExportParams())
     assert parity.max_abs_diff <= 1e-4 * max(1.0, float(np.abs(values).max()))
@@ -124,8 +124,35 @@ def test_hgb_onnx_parity_is_exact_in_float32(tmp_path, seed):
     raw["train"]["metric"] = "rmse"
     pipe = fit(load_train_config(raw), manifest, data_dir=tmp_path).pipeline
     X, _ = load_split("train", manifest, tmp_path)
-    session = ort.InferenceSession(to_onnx(pipe, manifest).SerializeToString())
-    _, values = onnx_outputs(
-        session, onnx_feeds(session, X, signature(manifest, None)), "regression"
-    )
+    sig = signature(manifest, None)
+    session = ort.InferenceSession(to_onnx(pipe, sig).SerializeToString())
+    _, values = onnx_outputs(session, onnx_feeds(session, X, sig), "regression")
     compare("onnx", native_outputs(pipe, X, "regression"), values, ExportParams())
+
+
+def test_failed_parity_leaves_no_export_behind(tmp_path):
+    """With a zero tolerance the float32 ONNX model cannot pass: nothing may be written."""
+    import yaml
+
+    from ml_project import export
+    from ml_project.data import run_etl
+    from ml_project.errors import UserError
+    from ml_project.params import DataParams
+    from ml_project.training import fit, load_train_config
+
+    manifest = run_etl(DataParams(), tmp_path / "data")
+    raw = yaml.safe_load(open("params.yaml"))  # noqa: SIM115
+    raw["model"] = "svm"
+    pipe = fit(load_train_config(raw), manifest, data_dir=tmp_path / "data").pipeline
+    model = save_native(pipe, tmp_path / "model.skops")
+    out = tmp_path / "export"
+    export.run(model, manifest, ExportParams(), tmp_path / "data", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"model.onnx", "model.skops", "parity.json", "signature.json"}
+
+    with pytest.raises(
+        UserError, match=r"export.onnx: parity check failed: max abs diff .* exceeds atol=0"
+    ):
+        export.run(model, manifest, ExportParams(atol=0, rtol=0), tmp_path / "data", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "export", "model.skops"]

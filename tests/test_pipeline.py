@@ -213,12 +213,15 @@ def _stage_modules(repo: Path, stage: str) -> set[str]:
         "def dump():\n"
         "    files = sorted(m.__file__ for n, m in list(sys.modules.items())\n"
         "                   if n.split('.')[0] == 'ml_project' and getattr(m, '__file__', None))\n"
-        "    json.dump(files, open('modules.json', 'w'))\n"
+        "    heavy = [m for m in ('torch', 'mlflow', 'wandb') if m in sys.modules]\n"
+        "    json.dump({'files': files, 'heavy': heavy}, open('modules.json', 'w'))\n"
         "atexit.register(dump)\n"
         f"runpy.run_path('stages/{stage}.py', run_name='__main__')\n"
     )
     sh(["python", "-c", tracer], repo)
-    files = json.loads((repo / "modules.json").read_text())
+    traced = json.loads((repo / "modules.json").read_text())
+    assert traced["heavy"] == [], f"stage {stage} imports {traced['heavy']}"
+    files = traced["files"]
     return {
         str(Path(f).resolve().relative_to(Path(repo).resolve()))
         for f in files

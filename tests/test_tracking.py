@@ -125,3 +125,39 @@ def test_dvclive_summary_has_the_last_step_after_a_mid_run_sync(tmp_path, monkey
             fan.log_metrics({"val/f1": float(step)}, step)
     summary = json.loads((tmp_path / "live/train/metrics.json").read_text())
     assert summary["step"] == 5 and summary["val"]["f1"] == 5.0
+
+
+class CannotStart:
+    name = "optional"
+    required = False
+
+    @classmethod
+    def from_params(cls, params, run):
+        raise ConnectionError("server unreachable")
+
+
+def test_optional_tracker_that_cannot_start_is_skipped(monkeypatch, capsys):
+    from ml_project import tracking
+
+    monkeypatch.setitem(tracking.TRACKERS, "dvclive", "tests.test_tracking:CannotStart")
+    fan = open_trackers(TrackingParams(), RunInfo(stage="train"))
+    assert fan.names == [] and fan.failed == {"dvclive": "server unreachable"}
+    assert capsys.readouterr().err.count("could not start and is skipped: server unreachable") == 1
+    with pytest.raises(ConnectionError):
+        open_trackers(TrackingParams(strict=True), RunInfo(stage="train"))
+
+
+class FailsOnClose(Recorder):
+    def close(self, status):
+        raise OSError(f"{self.name} cannot flush")
+
+
+def test_close_reaches_every_tracker_even_when_one_fails(capsys):
+    bad, good = FailsOnClose("wandb"), Recorder("mlflow")
+    with Trackers([bad, good]):
+        pass
+    assert good.calls == [("close", "success")]
+    assert "warning: tracker 'wandb' failed on close: wandb cannot flush" in capsys.readouterr().err
+    with pytest.raises(OSError), Trackers([FailsOnClose("dvclive", required=True), good]):
+        pass
+    assert good.calls[-1] == ("close", "success")

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ml_project.atomic import atomic_dir
 from ml_project.errors import DataError
 from ml_project.params import BUNDLED_DATASETS, DataParams
 
@@ -28,13 +26,6 @@ PROCESSED_DIR = Path("data/processed")
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 FILE_SUFFIXES = (".csv", ".parquet")
-BUNDLED_TASKS = {
-    "breast_cancer": "classification",
-    "iris": "classification",
-    "wine": "classification",
-    "diabetes": "regression",
-}
-assert set(BUNDLED_TASKS) == set(BUNDLED_DATASETS)
 BUNDLED_TARGET = "target"
 MISSING_CATEGORY = ""
 
@@ -59,7 +50,6 @@ class Manifest:
     class_balance: dict[str, dict[str, int]] | None
     data_version: str
     seed: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def numeric(self) -> list[str]:
@@ -85,8 +75,8 @@ class Manifest:
 
 def load_source(params: DataParams) -> tuple[pd.DataFrame, str]:
     """Return the raw table and the name of its target column."""
-    if params.source in BUNDLED_TASKS:
-        natural = BUNDLED_TASKS[params.source]
+    if params.source in BUNDLED_DATASETS:
+        natural = BUNDLED_DATASETS[params.source]
         if natural != params.task:
             raise DataError(
                 f"data.task: bundled dataset '{params.source}' is a {natural} dataset, "
@@ -97,7 +87,7 @@ def load_source(params: DataParams) -> tuple[pd.DataFrame, str]:
     if path.suffix.lower() not in FILE_SUFFIXES:
         raise DataError(
             f"data.source: '{params.source}' is neither a bundled dataset "
-            f"({', '.join(BUNDLED_TASKS)}) nor a {' or '.join(FILE_SUFFIXES)} file"
+            f"({', '.join(BUNDLED_DATASETS)}) nor a {' or '.join(FILE_SUFFIXES)} file"
         )
     if not path.is_file():
         raise DataError(f"data.source: file not found: {path}")
@@ -119,7 +109,7 @@ def require_tracked_location(params: DataParams, raw_dir: Path = RAW_DIR) -> Non
     Anywhere else, DVC would not notice when the file changes, and ETL would be skipped on
     stale data.
     """
-    if params.source in BUNDLED_TASKS:
+    if params.source in BUNDLED_DATASETS:
         return
     path = Path(params.source)
     if path.is_absolute() or not path.resolve().is_relative_to(raw_dir.resolve()):
@@ -177,7 +167,7 @@ def infer_features(frame: pd.DataFrame, target: str) -> list[Feature]:
 
 def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3) -> list[Feature]:
     """Check the raw table; return its feature list. Raises `DataError` with one line."""
-    if frame.empty or len(frame) == 0:
+    if len(frame) == 0:
         raise DataError("input table is empty: it has no rows")
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:20]))
@@ -214,7 +204,10 @@ def coerce_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFram
     """
     missing = [f.name for f in features if f.name not in frame.columns]
     if missing:
-        raise DataError(f"input is missing {len(missing)} feature column(s): {', '.join(missing)}")
+        raise DataError(
+            f"input is missing {len(missing)} required column(s): {', '.join(missing)} "
+            f"(the model expects: {', '.join(f.name for f in features)})"
+        )
     out = {}
     for feat in features:
         col = frame[feat.name]
@@ -291,18 +284,10 @@ def run_etl(params: DataParams, out_dir: Path = PROCESSED_DIR) -> Manifest:
     frame = frame[[f.name for f in features] + [target]]
     splits = split(frame, target, params)
     manifest = build_manifest(splits, target, features, params)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         for name, df in splits.items():
             df.reset_index(drop=True).to_parquet(staging / f"{name}.parquet", index=False)
         (staging / MANIFEST).write_text(manifest.to_json() + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ml_project import metrics as M
+from ml_project.atomic import atomic_dir
 from ml_project.data import PROCESSED_DIR, Manifest, load_split
 
 EVAL_DIR = Path("evaluation")
@@ -30,14 +28,14 @@ def test_metrics(pipeline, manifest: Manifest, data_dir: Path = PROCESSED_DIR):
     return M.compute(manifest.task, y, pred, proba, classes), y, pred, proba, classes
 
 
-def classification_plots(y, pred, proba, classes) -> dict[str, list[dict]]:
+def classification_plots(y, pred, proba, classes) -> dict[str, pd.DataFrame]:
     from sklearn.metrics import precision_recall_curve, roc_curve
     from sklearn.preprocessing import label_binarize
 
     plots = {
-        "confusion_matrix": [
-            {"actual": str(a), "predicted": str(p)} for a, p in zip(y, pred, strict=True)
-        ]
+        "confusion_matrix": pd.DataFrame(
+            {"actual": np.asarray(y).astype(str), "predicted": np.asarray(pred).astype(str)}
+        )
     }
     if proba is None:
         return plots
@@ -47,21 +45,16 @@ def classification_plots(y, pred, proba, classes) -> dict[str, list[dict]]:
         truth, score = label_binarize(y, classes=classes).ravel(), proba.ravel()
     fpr, tpr, _ = roc_curve(truth, score)
     precision, recall, _ = precision_recall_curve(truth, score)
-    plots["roc"] = [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr, strict=True)]
-    plots["precision_recall"] = [
-        {"recall": float(r), "precision": float(p)} for r, p in zip(recall, precision, strict=True)
-    ]
+    plots["roc"] = pd.DataFrame({"fpr": fpr, "tpr": tpr})
+    plots["precision_recall"] = pd.DataFrame({"recall": recall, "precision": precision})
     return plots
 
 
-def regression_plots(y, pred) -> dict[str, list[dict]]:
+def regression_plots(y, pred) -> dict[str, pd.DataFrame]:
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     return {
-        "predicted_vs_actual": [
-            {"actual": float(a), "predicted": float(p)} for a, p in zip(y, pred, strict=True)
-        ],
-        "residuals": [
-            {"predicted": float(p), "residual": float(a - p)} for a, p in zip(y, pred, strict=True)
-        ],
+        "predicted_vs_actual": pd.DataFrame({"actual": y, "predicted": pred}),
+        "residuals": pd.DataFrame({"predicted": pred, "residual": y - pred}),
     }
 
 
@@ -75,17 +68,9 @@ def run(pipeline, manifest: Manifest, data_dir: Path = PROCESSED_DIR, out_dir: P
         plots = classification_plots(y, pred, proba, classes)
     else:
         plots = regression_plots(y, pred)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         (staging / PLOTS_DIR).mkdir()
         (staging / METRICS_FILE).write_text(json.dumps({"test": scores}, indent=2) + "\n")
-        for name, rows in plots.items():
-            pd.DataFrame(rows).to_json(staging / PLOTS_DIR / f"{name}.json", orient="records")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for name, frame in plots.items():
+            frame.to_json(staging / PLOTS_DIR / f"{name}.json", orient="records")
     return {f"test/{k}": v for k, v in scores.items()}

@@ -8,16 +8,14 @@ split and fails above the tolerance; the report is written to `parity.json`.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ml_project.atomic import atomic_dir
 from ml_project.data import PROCESSED_DIR, Manifest, load_split
 from ml_project.errors import UserError
 from ml_project.params import ExportParams
@@ -40,7 +38,6 @@ class Parity:
     atol: float
     rtol: float
     label_agreement: float | None
-    rows: int
 
 
 def native_outputs(pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
@@ -70,7 +67,6 @@ def compare(
         params.atol,
         params.rtol,
         agreement,
-        len(native),
     )
     if not bool(within.all()):
         raise ParityError(
@@ -117,23 +113,29 @@ def signature(manifest: Manifest, classes) -> dict:
     }
 
 
-def to_onnx(pipeline, manifest: Manifest):
-    """Convert with one ONNX input per raw column (float for numbers, string for categories)."""
+def to_onnx(pipeline, sig: dict):
+    """Convert with one ONNX input per raw column (float for numbers, string for categories).
+
+    `sig` (see `signature`) is stored in the model's metadata, so predict needs nothing else.
+    """
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     _register_converters()
     initial = [
-        (f.name, FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]))
-        for f in manifest.features
+        (
+            f["name"],
+            FloatTensorType([None, 1]) if f["kind"] == "numeric" else StringTensorType([None, 1]),
+        )
+        for f in sig["features"]
     ]
     options = None
-    if manifest.task == "classification":
+    if sig["task"] == "classification":
         options = {id(pipeline[-1]): {"zipmap": False}}
     onx = convert_sklearn(pipeline, initial_types=initial, options=options, target_opset=ONNX_OPSET)
     entry = onx.metadata_props.add()
     entry.key = SIGNATURE_KEY
-    entry.value = json.dumps(signature(manifest, getattr(pipeline, "classes_", None)))
+    entry.value = json.dumps(sig)
     return onx
 
 
@@ -155,23 +157,20 @@ def onnx_outputs(session, feeds, task: str) -> tuple[np.ndarray, np.ndarray]:
     return out[0].ravel(), out[0].ravel()
 
 
-def export_onnx(pipeline, manifest, X_test, staging: Path, params: ExportParams) -> Parity:
+def export_onnx(pipeline, sig: dict, X_test, native, staging: Path, params: ExportParams) -> Parity:
     import onnxruntime as ort
 
     path = staging / "model.onnx"
-    path.write_bytes(to_onnx(pipeline, manifest).SerializeToString())
+    path.write_bytes(to_onnx(pipeline, sig).SerializeToString())
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    sig = signature(manifest, getattr(pipeline, "classes_", None))
-    labels, values = onnx_outputs(session, onnx_feeds(session, X_test, sig), manifest.task)
-    native = native_outputs(pipeline, X_test, manifest.task)
+    labels, values = onnx_outputs(session, onnx_feeds(session, X_test, sig), sig["task"])
     pair = (
-        (np.asarray(pipeline.predict(X_test)), labels)
-        if manifest.task == "classification"
-        else None
+        (np.asarray(pipeline.predict(X_test)), labels) if sig["task"] == "classification" else None
     )
     return compare("onnx", native, values, params, pair)
 
 
+# format -> writer(pipeline, signature, X_test, native outputs, staging dir, params) -> Parity
 EXPORTERS: dict[str, Callable[..., Parity]] = {"onnx": export_onnx}
 
 
@@ -189,41 +188,16 @@ def run(
     """
     pipeline = load_native(model_path)
     X_test, _ = load_split("test", manifest, data_dir)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    sig = signature(manifest, getattr(pipeline, "classes_", None))
+    native = native_outputs(pipeline, X_test, manifest.task)
+    with atomic_dir(out_dir) as staging:
         save_native(pipeline, staging / "model.skops")
-        reloaded = load_native(staging / "model.skops")
-        results = [
-            compare(
-                "skops",
-                native_outputs(pipeline, X_test, manifest.task),
-                native_outputs(reloaded, X_test, manifest.task),
-                params,
-            )
-        ]
+        reloaded = native_outputs(load_native(staging / "model.skops"), X_test, manifest.task)
+        results = [compare("skops", native, reloaded, params)]
         results += [
-            EXPORTERS[fmt](pipeline, manifest, X_test, staging, params) for fmt in params.formats
+            EXPORTERS[fmt](pipeline, sig, X_test, native, staging, params) for fmt in params.formats
         ]
-        report = {
-            r.format: {
-                "max_abs_diff": r.max_abs_diff,
-                "max_rel_diff": r.max_rel_diff,
-                "atol": r.atol,
-                "rtol": r.rtol,
-                "label_agreement": r.label_agreement,
-                "rows": r.rows,
-            }
-            for r in results
-        }
+        report = {r.format: {k: v for k, v in asdict(r).items() if k != "format"} for r in results}
         (staging / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
-        (staging / "signature.json").write_text(
-            json.dumps(signature(manifest, getattr(pipeline, "classes_", None)), indent=2) + "\n"
-        )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "signature.json").write_text(json.dumps(sig, indent=2) + "\n")
     return results

@@ -19,7 +19,13 @@ from ml_project.errors import ParamsError
 PARAMS_FILE = Path("params.yaml")
 
 Task = Literal["classification", "regression"]
-BUNDLED_DATASETS = ("breast_cancer", "diabetes", "iris", "wine")
+# scikit-learn's bundled datasets (no download) and the task each one is for.
+BUNDLED_DATASETS = {
+    "breast_cancer": "classification",
+    "iris": "classification",
+    "wine": "classification",
+    "diabetes": "regression",
+}
 
 
 class Section(BaseModel):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from ml_project.atomic import atomic_file
 from ml_project.errors import UserError
 
 MODEL_PATH = Path("models/model.skops")
@@ -37,19 +36,9 @@ def _skops_io():
 
 def save_native(pipeline, path: Path) -> Path:
     """Write `pipeline` with skops; the file appears only once complete."""
-    sio = _skops_io()
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        sio.dump(pipeline, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_file(path) as tmp:
+        _skops_io().dump(pipeline, tmp)
+    return Path(path)
 
 
 def load_native(path: Path):

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ml_project.atomic import atomic_file
 from ml_project.data import FILE_SUFFIXES, Feature, coerce_features
 from ml_project.errors import UserError, exits_on_user_error
 from ml_project.export import EXPORT_DIR, SIGNATURE_KEY, onnx_feeds, onnx_outputs
@@ -56,35 +55,15 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def predict_frame(session, sig: dict, frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions for raw rows: `prediction`, plus `proba_<class>` for classifiers."""
-    features = [Feature(f["name"], f["kind"], "") for f in sig["features"]]
-    missing = [f.name for f in features if f.name not in frame.columns]
-    if missing:
-        raise UserError(
-            f"input is missing {len(missing)} required column(s): {', '.join(missing)} "
-            f"(the model expects: {', '.join(f.name for f in features)})"
-        )
-    if frame.empty:
+    X = coerce_features(frame, [Feature(f["name"], f["kind"], "") for f in sig["features"]])
+    if X.empty:
         raise UserError("input has no rows")
-    X = coerce_features(frame, features)
     labels, values = onnx_outputs(session, onnx_feeds(session, X, sig), sig["task"])
     out = pd.DataFrame({"prediction": labels}, index=frame.index)
     if sig["task"] == "classification":
         for i, cls in enumerate(sig["classes"]):
             out[f"proba_{cls}"] = np.asarray(values)[:, i]
     return out
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     session, sig = load_model(args.model)
     result = predict_frame(session, sig, read_table(args.input))
     if args.output:
-        write_table(result, args.output)
+        with atomic_file(args.output) as tmp:
+            result.to_csv(tmp, index=False)
         print(f"wrote {len(result)} predictions to {args.output}", file=sys.stderr)
     else:
         result.to_csv(sys.stdout, index=False)

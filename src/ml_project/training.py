@@ -74,6 +74,7 @@ def load_train_config(raw: Mapping[str, Any] | None = None) -> TrainConfig:
 @dataclass
 class TrainResult:
     pipeline: Any
+    input_example: Any  # a few raw training rows, for tracker model signatures
     history: list[dict[str, float]] = field(default_factory=list)
     fit_seconds: float = 0.0
 
@@ -104,6 +105,19 @@ def _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, final
         scores = {metric.name: float(metric.fn(y_val, pred_val, proba_val, classes))}
     row.update({f"val/{k}": v for k, v in scores.items()})
     return row
+
+
+def _with_last(items):
+    """Yield `(item, is_last)`."""
+    iterator = iter(items)
+    try:
+        previous = next(iterator)
+    except StopIteration:
+        return
+    for item in iterator:
+        yield previous, False
+        previous = item
+    yield previous, True
 
 
 def _final_outputs(pipeline, X, task):
@@ -139,18 +153,18 @@ def fit(
         raise UserError(f"models.{config.model}: training failed: {first}") from None
     if spec.after_fit is not None:
         spec.after_fit(pipeline[-1])
-    result = TrainResult(pipeline, fit_seconds=time.perf_counter() - start)
+    result = TrainResult(pipeline, X_train.head(5), fit_seconds=time.perf_counter() - start)
 
     model = pipeline[-1]
     if spec.staged is not None:
         Xt_train = pipeline[:-1].transform(X_train)
         Xt_val = pipeline[:-1].transform(X_val)
-        stages = list(zip(spec.staged(model, Xt_train), spec.staged(model, Xt_val), strict=True))
+        stages = zip(spec.staged(model, Xt_train), spec.staged(model, Xt_val), strict=True)
     else:
         stages = [(_final_outputs(pipeline, X_train, task), _final_outputs(pipeline, X_val, task))]
-    last = len(stages) - 1
-    for step, (out_train, out_val) in enumerate(stages):
-        row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, step == last)
+    # One step held back, so the last one is known without keeping every stage in memory.
+    for step, ((out_train, out_val), last) in enumerate(_with_last(stages)):
+        row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, last)
         trackers.log_metrics(row, step)
         result.history.append(row)
     return result
@@ -175,8 +189,7 @@ def run(
         "model": config.model,
         "task": manifest.task,
     }
-    run_info = RunInfo(stage="train", tags=tags)
-    with open_trackers(config.tracking, run_info) as trackers:
+    with open_trackers(config.tracking, RunInfo(stage="train")) as trackers:
         trackers.set_tags(tags)
         trackers.log_params(config.run_params())
         result = fit(config, manifest, trackers, data_dir)
@@ -188,9 +201,8 @@ def run(
             "data_version": manifest.data_version,
             "fit_seconds": round(result.fit_seconds, 4),
             "steps": len(result.history),
-            "tags": tags,
+            "tags": dvc_tags(),
         }
         Path(info_path).write_text(json.dumps(info, indent=2) + "\n")
-        X_example, _ = load_split("val", manifest, data_dir)
-        trackers.log_model(result.pipeline, model_path, X_example.head(5))
+        trackers.log_model(result.pipeline, model_path, result.input_example)
     return result

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ml_project.errors import ParamsError
 from ml_project.params import TrackingParams
 
 # name -> "module:Class"; the class has `from_params(params, run) -> Tracker | None`.
@@ -45,7 +44,6 @@ class RunInfo:
     stage: str
     root: Path = field(default_factory=lambda: repo_root())
     resume: bool = False
-    tags: dict[str, str] = field(default_factory=dict)
 
 
 def repo_root() -> Path:
@@ -130,10 +128,7 @@ class Trackers:
         for tracker, exc in errors:
             if self.strict or tracker.required:
                 raise exc
-            self._report_close_failure(tracker, exc)
-
-    def _report_close_failure(self, tracker: Tracker, exc: BaseException) -> None:
-        print(f"warning: tracker '{tracker.name}' failed on close: {exc}", file=sys.stderr)
+            print(f"warning: tracker '{tracker.name}' failed on close: {exc}", file=sys.stderr)
 
     def __enter__(self) -> Trackers:
         return self
@@ -143,25 +138,26 @@ class Trackers:
 
 
 def load_tracker_class(name: str) -> type:
-    if name not in TRACKERS:
-        raise ParamsError(
-            f"params.yaml: tracking.{name}: unknown tracker (valid: {', '.join(TRACKERS)})"
-        )
     module, cls = TRACKERS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
-    """Start every enabled tracker for `run`; disabled ones are never imported."""
+    """Start every enabled tracker for `run`; disabled ones are never imported.
+
+    A tracker that cannot start is handled like one that fails later: fatal when it is
+    required or `tracking.strict` is on, otherwise reported once and skipped.
+    """
     fanout = Trackers([], strict=params.strict)
     for name in TRACKERS:
         section = getattr(params, name, None)
         if section is None or not section.enabled:
             continue
+        cls = load_tracker_class(name)
         try:
-            tracker = load_tracker_class(name).from_params(params, run)
+            tracker = cls.from_params(params, run)
         except Exception as exc:
-            if params.strict or name == "dvclive":
+            if params.strict or cls.required:
                 fanout.close("failed")
                 raise
             fanout.failed[name] = " ".join(str(exc).split())[:300]
