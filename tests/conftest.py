@@ -20,8 +20,21 @@ def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
-    for var in ("DVC_EXP_NAME", "DVC_ROOT", "DVC_STAGE", "DVC_EXP_BASELINE_REV"):
+    # Trackers use their defaults (local SQLite, offline W&B) unless a test says otherwise.
+    for var in (
+        "DVC_EXP_NAME",
+        "DVC_ROOT",
+        "DVC_STAGE",
+        "DVC_EXP_BASELINE_REV",
+        "MLFLOW_TRACKING_URI",
+        "WANDB_MODE",
+        "WANDB_DIR",
+        "WANDB_PROJECT",
+        "WANDB_ENTITY",
+        "WANDB_API_KEY",
+    ):
         env.pop(var, None)
+    env["WANDB_SILENT"] = "true"
     return env
 
 
@@ -93,3 +106,18 @@ def messy_frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture
 def messy() -> pd.DataFrame:
     return messy_frame()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Path:
+    """The project, run once with `dvc repro`; tests that change it work on a copy (`repo`)."""
+    repo = make_project(tmp_path_factory.mktemp("project"))
+    sh("dvc repro", repo)
+    return repo
+
+
+@pytest.fixture
+def repo(built, tmp_path) -> Path:
+    copy = tmp_path / "repo"
+    shutil.copytree(built, copy, symlinks=True)
+    return copy

@@ -9,6 +9,8 @@ import pytest
 from ml_project.params import TrackingParams
 from ml_project.tracking import RunInfo, Trackers, open_trackers
 
+ONLY_DVCLIVE = {"mlflow": {"enabled": False}, "wandb": {"enabled": False}}
+
 
 class Recorder:
     def __init__(self, name="rec", required=False, fail_on=None):
@@ -86,7 +88,7 @@ def test_required_tracker_failure_is_fatal_even_when_not_strict():
 
 def test_dvclive_tracker_writes_every_step_and_the_summary(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    params = TrackingParams(dvclive={"enabled": True, "dir": "live"})
+    params = TrackingParams(dvclive={"enabled": True, "dir": "live"}, **ONLY_DVCLIVE)
     with open_trackers(params, RunInfo(stage="train", root=tmp_path)) as fan:
         assert fan.names == ["dvclive"]
         fan.log_params({"models.hgb.learning_rate": 0.1})
@@ -107,7 +109,9 @@ def test_dvclive_tracker_writes_every_step_and_the_summary(tmp_path, monkeypatch
 
 def test_disabled_dvclive_starts_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    fan = open_trackers(TrackingParams(dvclive={"enabled": False}), RunInfo(stage="train"))
+    fan = open_trackers(
+        TrackingParams(dvclive={"enabled": False}, **ONLY_DVCLIVE), RunInfo(stage="train")
+    )
     assert fan.names == [] and not (tmp_path / "dvclive").exists()
 
 
@@ -115,7 +119,7 @@ def test_dvclive_summary_has_the_last_step_after_a_mid_run_sync(tmp_path, monkey
     from ml_project.tracking import dvclive_tracker
 
     monkeypatch.chdir(tmp_path)
-    params = TrackingParams(dvclive={"enabled": True, "dir": "live"})
+    params = TrackingParams(dvclive={"enabled": True, "dir": "live"}, **ONLY_DVCLIVE)
     with open_trackers(params, RunInfo(stage="train", root=tmp_path)) as fan:
         monkeypatch.setattr(dvclive_tracker, "FLUSH_SECONDS", 0.0)
         for step in range(3):
@@ -140,11 +144,11 @@ def test_optional_tracker_that_cannot_start_is_skipped(monkeypatch, capsys):
     from ml_project import tracking
 
     monkeypatch.setitem(tracking.TRACKERS, "dvclive", "tests.test_tracking:CannotStart")
-    fan = open_trackers(TrackingParams(), RunInfo(stage="train"))
+    fan = open_trackers(TrackingParams(**ONLY_DVCLIVE), RunInfo(stage="train"))
     assert fan.names == [] and fan.failed == {"dvclive": "server unreachable"}
     assert capsys.readouterr().err.count("could not start and is skipped: server unreachable") == 1
     with pytest.raises(ConnectionError):
-        open_trackers(TrackingParams(strict=True), RunInfo(stage="train"))
+        open_trackers(TrackingParams(strict=True, **ONLY_DVCLIVE), RunInfo(stage="train"))
 
 
 class FailsOnClose(Recorder):

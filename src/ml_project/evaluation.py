@@ -10,7 +10,10 @@ import pandas as pd
 
 from ml_project import metrics as M
 from ml_project.atomic import atomic_dir
-from ml_project.data import PROCESSED_DIR, Manifest, load_split
+from ml_project.data import PROCESSED_DIR, Manifest, load_split, read_manifest
+from ml_project.params import TrackingParams
+from ml_project.persistence import MODEL_PATH, load_native
+from ml_project.tracking import RUN_IDS_PATH, RunInfo, open_trackers, read_run_ids
 
 EVAL_DIR = Path("evaluation")
 METRICS_FILE = "metrics.json"
@@ -74,3 +77,20 @@ def run(pipeline, manifest: Manifest, data_dir: Path = PROCESSED_DIR, out_dir: P
         for name, frame in plots.items():
             frame.to_json(staging / PLOTS_DIR / f"{name}.json", orient="records")
     return {f"test/{k}": v for k, v in scores.items()}
+
+
+def run_tracked(
+    tracking: TrackingParams,
+    model_path: Path = MODEL_PATH,
+    data_dir: Path = PROCESSED_DIR,
+    out_dir: Path = EVAL_DIR,
+    run_ids_path: Path = RUN_IDS_PATH,
+) -> dict[str, float]:
+    """The evaluate stage: score the test split and attach metrics and plots to the train run."""
+    pipeline, manifest = load_native(model_path), read_manifest(data_dir)
+    join = read_run_ids(run_ids_path)
+    with open_trackers(tracking, RunInfo(stage="evaluate", join=join)) as trackers:
+        scores = run(pipeline, manifest, data_dir, out_dir)
+        trackers.log_summary(scores)
+        trackers.log_artifact(Path(out_dir) / PLOTS_DIR, "plots")
+    return scores

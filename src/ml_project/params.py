@@ -79,12 +79,30 @@ class DvcliveParams(Section):
     dir: str = "dvclive"
 
 
+class MlflowParams(Section):
+    enabled: bool = True
+    tracking_uri: str | None = Field(
+        None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db"
+    )
+
+
+class WandbParams(Section):
+    enabled: bool = True
+    mode: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="$WANDB_MODE overrides it; online without an API key -> offline"
+    )
+    project: str | None = Field(None, description="default: $WANDB_PROJECT, else experiment")
+    entity: str | None = Field(None, description="default: $WANDB_ENTITY")
+
+
 class TrackingParams(Section):
     """`tracking:` which trackers receive the run. dvclive is the versioned source of truth."""
 
     experiment: str = Field("ml_project", min_length=1)
     strict: bool = False
     dvclive: DvcliveParams = DvcliveParams()
+    mlflow: MlflowParams = MlflowParams()
+    wandb: WandbParams = WandbParams()
 
 
 def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:

@@ -41,15 +41,19 @@ def save_native(pipeline, path: Path) -> Path:
     return Path(path)
 
 
-def load_native(path: Path):
-    """Load a skops file, refusing any type outside `TRUSTED_PREFIXES`."""
-    sio = _skops_io()
-
+def trusted_types(path: Path) -> list[str]:
+    """The types in a skops file that skops does not trust by default, all within
+    `TRUSTED_PREFIXES`; any other type is refused with a UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found; run the train stage first")
-    untrusted = sio.get_untrusted_types(file=path)
+    untrusted = _skops_io().get_untrusted_types(file=path)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
     if refused:
         raise UserError(f"{path}: refusing to load untrusted types: {', '.join(refused)}")
-    return sio.load(path, trusted=untrusted)
+    return untrusted
+
+
+def load_native(path: Path):
+    """Load a skops file, refusing any type outside `TRUSTED_PREFIXES`."""
+    return _skops_io().load(path, trusted=trusted_types(path))

@@ -30,7 +30,7 @@ from ml_project.params import (
     section,
 )
 from ml_project.persistence import MODEL_PATH, save_native
-from ml_project.tracking import RunInfo, Trackers, dvc_tags, open_trackers
+from ml_project.tracking import RunInfo, Trackers, dvc_tags, open_trackers, write_run_ids
 
 INFO_PATH = Path("models/train_info.json")
 
@@ -205,4 +205,5 @@ def run(
         }
         Path(info_path).write_text(json.dumps(info, indent=2) + "\n")
         trackers.log_model(result.pipeline, model_path, result.input_example)
+        write_run_ids(trackers.run_ids)
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -16,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ml_project.errors import UserError
 from ml_project.params import TrackingParams
 
 # name -> "module:Class"; the class has `from_params(params, run) -> Tracker | None`.
 TRACKERS: dict[str, str] = {
     "dvclive": "ml_project.tracking.dvclive_tracker:DvcliveTracker",
+    "mlflow": "ml_project.tracking.mlflow_tracker:MlflowTracker",
+    "wandb": "ml_project.tracking.wandb_tracker:WandbTracker",
 }
 
 
@@ -32,7 +36,7 @@ class Tracker(Protocol):
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
     def log_summary(self, metrics: Mapping[str, float]) -> None: ...
-    def log_artifact(self, path: Path, kind: str = "file") -> None: ...
+    def log_artifact(self, path: Path, kind: str = "file") -> None: ...  # a file or a directory
     def log_model(self, model: Any, path: Path, input_example: Any) -> None: ...
     def close(self, status: str) -> None: ...
 
@@ -43,7 +47,10 @@ class RunInfo:
 
     stage: str
     root: Path = field(default_factory=lambda: repo_root())
-    resume: bool = False
+    resume: bool = False  # continue this stage's own interrupted run (dvclive steps)
+    # None: start new runs. A dict (tracker name -> run id): attach to an earlier stage's runs.
+    join: dict[str, str] | None = None
+    name: str = field(default_factory=lambda: os.environ.get("DVC_EXP_NAME", ""))
 
 
 def repo_root() -> Path:
@@ -77,6 +84,11 @@ class Trackers:
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.trackers]
+
+    @property
+    def run_ids(self) -> dict[str, str]:
+        """Run ids of the trackers that have one, for later stages to join the same run."""
+        return {t.name: t.run_id for t in self.trackers if getattr(t, "run_id", None)}
 
     def _each(self, method: str, *args, **kwargs) -> None:
         for tracker in list(self.trackers):
@@ -135,6 +147,22 @@ class Trackers:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close("failed" if exc_type is not None else "success")
+
+
+RUN_IDS_PATH = Path("models/run_ids.json")
+
+
+def write_run_ids(ids: Mapping[str, str], path: Path = RUN_IDS_PATH) -> None:
+    """Record the train stage's run ids (a stage output) so evaluate joins the same runs."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(dict(sorted(ids.items())), indent=2) + "\n")
+
+
+def read_run_ids(path: Path = RUN_IDS_PATH) -> dict[str, str]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; run the train stage first") from None
 
 
 def load_tracker_class(name: str) -> type:

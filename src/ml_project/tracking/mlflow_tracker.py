@@ -1,0 +1,140 @@
+"""MLflow: one run per train stage, in a local SQLite store at the repository root by default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ml_project.params import TrackingParams
+from ml_project.tracking.buffer import StepBuffer
+
+FLUSH_SECONDS = 2.0
+MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+MAX_PARAM_BATCH = 100
+# An unreachable server must fail in seconds, not after MLflow's default ~4 minutes of retries.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def default_uri(root: Path) -> str:
+    return f"sqlite:///{Path(root) / 'mlflow.db'}"
+
+
+class MlflowTracker:
+    """Writes through `MlflowClient` with explicit run ids: no global active-run state.
+
+    Metrics go through a `StepBuffer`: `log_batch` runs on a background thread at most every
+    FLUSH_SECONDS and on close, so a step costs microseconds instead of a database write.
+    """
+
+    name = "mlflow"
+    required = False
+
+    def __init__(self, uri: str, experiment: str, root: Path, run_id: str | None, run_name: str):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        if run_id is None:
+            found = self.client.get_experiment_by_name(experiment)
+            if found is not None:
+                experiment_id = found.experiment_id
+            else:
+                # With the local store, artifacts go beside it at the root too: MLflow's default
+                # ./mlruns would land in a queued experiment's deleted workspace.
+                location = None
+                if uri == default_uri(root):
+                    location = (Path(root) / "mlartifacts").as_uri()
+                experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=location
+                )
+            run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        self.run_id = run_id
+        self.buffer = StepBuffer(self._write, FLUSH_SECONDS, self.name)
+
+    @classmethod
+    def from_params(cls, params: TrackingParams, run) -> MlflowTracker:
+        uri = (
+            params.mlflow.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or default_uri(run.root)
+        )
+        run_id = (run.join or {}).get("mlflow")
+        return cls(uri, params.experiment, run.root, run_id, run.name or run.stage)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), MAX_PARAM_BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + MAX_PARAM_BATCH])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def _write(self, batch) -> None:
+        from mlflow.entities import Metric
+
+        values = [
+            Metric(key, float(value), int(stamp * 1000), step)
+            for step, metrics, stamp in batch
+            for key, value in metrics.items()
+        ]
+        for start in range(0, len(values), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=values[start : start + MAX_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.buffer.add(metrics, step)
+
+    def log_summary(self, metrics: Mapping[str, float]) -> None:
+        self.buffer.add(metrics, 0)
+        self.buffer.flush()
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        if Path(path).is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path=kind)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path=kind)
+
+    def log_model(self, model: Any, path: Path, input_example: Any) -> None:
+        """`mlflow.sklearn.log_model` with a signature, an input example and our package code."""
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        from ml_project.persistence import trusted_types
+
+        output = (
+            model.predict_proba(input_example)
+            if hasattr(model, "predict_proba")
+            else (model.predict(input_example))
+        )
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=self.run_id):
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(input_example, output),
+                input_example=input_example,
+                skops_trusted_types=trusted_types(path),
+                code_paths=[str(Path(__file__).resolve().parents[1])],
+                pip_requirements=_pip_requirements(),
+            )
+
+    def close(self, status: str) -> None:
+        try:
+            self.buffer.close()
+        finally:
+            self.client.set_terminated(self.run_id, "FINISHED" if status == "success" else "FAILED")
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned from the running environment; MLflow's own inference spawns a slow subprocess."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "skops", "numpy", "pandas")]
