@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ml_project.errors import UserError
 from ml_project.params import TrackingParams
 from ml_project.tracking import RunInfo, Trackers, open_trackers
 
@@ -76,7 +77,8 @@ def test_failing_optional_tracker_is_reported_once_and_dropped(capsys):
 
 def test_strict_mode_makes_a_tracker_failure_fatal():
     fan = Trackers([Recorder("mlflow", fail_on="log_params")], strict=True)
-    with pytest.raises(RuntimeError, match="mlflow is down"), fan:
+    message = r"tracker 'mlflow' failed and tracking.strict is true: mlflow is down"
+    with pytest.raises(UserError, match=message), fan:
         fan.log_params({"x": 1})
 
 
@@ -147,7 +149,7 @@ def test_optional_tracker_that_cannot_start_is_skipped(monkeypatch, capsys):
     fan = open_trackers(TrackingParams(**ONLY_DVCLIVE), RunInfo(stage="train"))
     assert fan.names == [] and fan.failed == {"dvclive": "server unreachable"}
     assert capsys.readouterr().err.count("could not start and is skipped: server unreachable") == 1
-    with pytest.raises(ConnectionError):
+    with pytest.raises(UserError, match=r"tracker 'dvclive' failed .*: server unreachable"):
         open_trackers(TrackingParams(strict=True, **ONLY_DVCLIVE), RunInfo(stage="train"))
 
 

@@ -199,7 +199,10 @@ def test_unreachable_mlflow_server_warns_once_and_training_finishes(repo):
     strict = subprocess.run(
         [sys.executable, "stages/train.py"], cwd=repo, env=env, capture_output=True, text=True
     )
-    assert strict.returncode != 0
+    assert strict.returncode == 2
+    assert strict.stderr.splitlines()[-1].startswith(
+        "error: tracker 'mlflow' failed and tracking.strict is true: "
+    )
 
 
 def test_wandb_online_without_key_falls_back_to_offline(repo, tmp_path):

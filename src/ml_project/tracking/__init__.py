@@ -68,6 +68,15 @@ def dvc_tags() -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def strict_failure(name: str, exc: BaseException) -> UserError:
+    """One line, exit status 2: under `tracking.strict`, a tracker failure stops the stage."""
+    return UserError(f"tracker '{name}' failed and tracking.strict is true: {_reason(exc)}")
+
+
 class Trackers:
     """Fan-out over the enabled trackers; a context manager that always closes all of them.
 
@@ -95,13 +104,15 @@ class Trackers:
             try:
                 getattr(tracker, method)(*args, **kwargs)
             except Exception as exc:
-                if self.strict or tracker.required:
+                if tracker.required:
                     raise
+                if self.strict:
+                    raise strict_failure(tracker.name, exc) from exc
                 self._drop(tracker, exc)
 
     def _drop(self, tracker: Tracker, exc: BaseException) -> None:
         self.trackers.remove(tracker)
-        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        reason = _reason(exc)
         self.failed[tracker.name] = reason
         print(
             f"warning: tracker '{tracker.name}' failed and is skipped for the rest of this run: "
@@ -138,8 +149,10 @@ class Trackers:
                 errors.append((tracker, exc))
         self.trackers = []
         for tracker, exc in errors:
-            if self.strict or tracker.required:
+            if tracker.required:
                 raise exc
+            if self.strict:
+                raise strict_failure(tracker.name, exc) from exc
             print(f"warning: tracker '{tracker.name}' failed on close: {exc}", file=sys.stderr)
 
     def __enter__(self) -> Trackers:
@@ -187,8 +200,10 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
         except Exception as exc:
             if params.strict or cls.required:
                 fanout.close("failed")
-                raise
-            fanout.failed[name] = " ".join(str(exc).split())[:300]
+                if cls.required:
+                    raise
+                raise strict_failure(name, exc) from exc
+            fanout.failed[name] = _reason(exc)
             print(
                 f"warning: tracker '{name}' could not start and is skipped: {exc}", file=sys.stderr
             )
