@@ -13,8 +13,13 @@ from ml_project.tracking.buffer import StepBuffer
 FLUSH_SECONDS = 2.0
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 MAX_PARAM_BATCH = 100
-# An unreachable server must fail in seconds, not after MLflow's default ~4 minutes of retries.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+ENV_DEFAULTS = {
+    # An unreachable server must fail in seconds, not after MLflow's ~4 minutes of retries.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    # No network at run time: never let log_model run `pip install --dry-run`.
+    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+}
 
 
 def default_uri(root: Path) -> str:
@@ -32,7 +37,7 @@ class MlflowTracker:
     required = False
 
     def __init__(self, uri: str, experiment: str, root: Path, run_id: str | None, run_name: str):
-        for key, value in HTTP_DEFAULTS.items():
+        for key, value in ENV_DEFAULTS.items():
             os.environ.setdefault(key, value)
         from mlflow import MlflowClient
 
