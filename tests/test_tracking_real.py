@@ -230,6 +230,20 @@ def test_wandb_online_without_key_falls_back_to_offline(repo, tmp_path):
     assert len(new) == 1 and new.pop().endswith(wandb_id)
 
 
+def test_unwritable_wandb_dir_is_a_reported_tracker_failure(repo):
+    (repo / "not-a-dir").write_text("")
+    env = {**project_env(), "WANDB_DIR": str(repo / "not-a-dir" / "wandb")}
+    proc = subprocess.run(
+        [sys.executable, "stages/train.py"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: tracker")]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "warning: tracker 'wandb' could not start and is skipped: cannot write under"
+    )
+    assert set(json.loads((repo / "models/run_ids.json").read_text())) == {"mlflow"}
+
+
 def test_queued_experiments_log_to_the_main_root(repo):
     names = ["q-low", "q-high"]
     for name, alpha in zip(names, (0.5, 2.0), strict=True):

@@ -49,16 +49,23 @@ class WandbTracker:
         if (run.join or {}).get("wandb"):
             kwargs.update(id=run.join["wandb"], resume="allow")
         try:
-            return cls(wandb.init(mode=mode, **kwargs))
+            started = wandb.init(mode=mode, **kwargs)
         except wandb.errors.UsageError as exc:
             if mode != "online" or "api key" not in str(exc).lower():
                 raise
-        print(
-            "warning: W&B is set to online but no API key is configured; logging offline "
-            "instead (upload later with `wandb sync`)",
-            file=sys.stderr,
-        )
-        return cls(wandb.init(mode="offline", **kwargs))
+            print(
+                "warning: W&B is set to online but no API key is configured; logging offline "
+                "instead (upload later with `wandb sync`)",
+                file=sys.stderr,
+            )
+            started = wandb.init(mode="offline", **kwargs)
+        wanted = Path(kwargs["dir"]).resolve()
+        if not Path(started.dir).resolve().is_relative_to(wanted):
+            # W&B falls back to a temporary directory when it cannot write where it was told;
+            # a run there would be lost, so treat it as a tracker failure.
+            started.finish(exit_code=1)
+            raise OSError(f"cannot write under {wanted} (W&B fell back to {started.dir})")
+        return cls(started)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         with self.buffer.exclusive():
