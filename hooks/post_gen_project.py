@@ -1,0 +1,191 @@
+"""cookiecutter post_gen_project hook: apply the answers to the copied project, then git init.
+
+The files arrive as exact copies of the template repository's (see pre_prompt.py). Every change
+here is a targeted text edit that keeps comments and layout, so a project generated with the
+default answers is the template repository itself, byte for byte, less the template-only files
+and `<!-- template-only -->` blocks. The one line of Jinja is the answers, as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+# JSON escapes every quote, so no `"""` can end this raw string early.
+ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
+
+TASK_PARAMS = {
+    "classification": {"data.source": "breast_cancer", "train.metric": "f1"},
+    "regression": {"data.source": "diabetes", "train.metric": "rmse"},
+}
+TEMPLATE_ONLY_BLOCK = re.compile(
+    r"\n<!-- template-only -->\n.*?<!-- /template-only -->\n(?=\n|\Z)", re.S
+)
+
+
+def project_files(project: Path):
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and not path.is_symlink() and ".git" not in path.parts:
+            yield path
+
+
+def rename_package(project: Path, old: str, new: str) -> None:
+    """Rename the package everywhere: paths and every text reference, in all its spellings."""
+    spellings = {old: new, old.replace("_", "-"): new.replace("_", "-"), old.upper(): new.upper()}
+    names = "|".join(map(re.escape, spellings))
+    pattern = re.compile(rf"(?<![A-Za-z0-9])({names})(?![A-Za-z0-9])")
+
+    def replace(text: str) -> str:
+        return pattern.sub(lambda m: spellings[m.group(1)], text)
+
+    for path in project_files(project):
+        data = path.read_bytes()
+        if b"\0" not in data:
+            text = data.decode("utf-8")
+            if pattern.search(text):
+                path.write_text(replace(text), encoding="utf-8")
+        rel = path.relative_to(project).as_posix()
+        if replace(rel) != rel:
+            target = project / replace(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+    for directory in sorted((p for p in project.rglob("*") if p.is_dir()), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    if old not in text:
+        sys.exit(f"error: {path.name}: expected text not found: {old!r}")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def set_yaml_value(text: str, dotted: str, value) -> str:
+    """Set one block-mapping scalar (`a.b.c`), keeping the line's comment and its column."""
+    keys, out, found = [], [], False
+    for line in text.splitlines(keepends=True):
+        match = re.match(r"( *)([A-Za-z_][\w.-]*):( *)([^#\n]*?)( *)(#.*)?(\n?)$", line)
+        if match:
+            indent = len(match.group(1))
+            keys = [k for k in keys if k[0] < indent] + [(indent, match.group(2))]
+            if ".".join(k for _, k in keys) == dotted:
+                rendered = yaml_scalar(value)
+                width = len(match.group(4)) + len(match.group(5))
+                comment = match.group(6) or ""
+                gap = " " * max(width - len(rendered), 1) if comment else ""
+                key = f"{match.group(1)}{match.group(2)}:{match.group(3) or ' '}"
+                line = f"{key}{rendered}{gap}{comment}{match.group(7)}"
+                found = True
+        out.append(line)
+    if not found:
+        sys.exit(f"error: params.yaml: key {dotted} not found")
+    return "".join(out)
+
+
+def yaml_scalar(value) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_][\w./-]*", text) and yaml.safe_load(text) == text:
+        return text
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def configure_params(project: Path, answers: dict) -> None:
+    wanted = {
+        "data.task": answers["task"],
+        **TASK_PARAMS[answers["task"]],
+        "tracking.mlflow.enabled": answers["mlflow"],
+        "tracking.wandb.enabled": answers["wandb"],
+        "tracking.wandb.project": answers["wandb_project"].strip() or None,
+        "tracking.wandb.entity": answers["wandb_entity"].strip() or None,
+    }
+    path = project / "params.yaml"
+    text = path.read_text(encoding="utf-8")
+    for dotted, value in wanted.items():
+        text = set_yaml_value(text, dotted, value)
+    parsed = yaml.safe_load(text)
+    for dotted, value in wanted.items():
+        node = parsed
+        for key in dotted.split("."):
+            node = node[key]
+        if node != value:
+            sys.exit(f"error: params.yaml: {dotted} is {node!r} after the edit, not {value!r}")
+    path.write_text(text, encoding="utf-8")
+
+
+def describe(project: Path, answers: dict) -> None:
+    """The README's title and description, and the description in pyproject.toml."""
+    pyproject = project / "pyproject.toml"
+    old = re.search(r'^description = "(.*)"$', pyproject.read_text(encoding="utf-8"), re.M)
+    if not old:
+        sys.exit("error: pyproject.toml: no description line")
+    description = answers["description"].strip()
+    edit(pyproject, old.group(0), f"description = {json.dumps(description)}")
+    readme = project / "README.md"
+    text = TEMPLATE_ONLY_BLOCK.sub("", readme.read_text(encoding="utf-8"))
+    _title, rest = text.split("\n", 1)
+    readme.write_text(f"# {answers['project_name'].strip()}\n" + rest, encoding="utf-8")
+    edit(readme, f"\n{old.group(1)}\n", f"\n{description}\n")
+
+
+def write_license(project: Path, answers: dict) -> None:
+    target = project / "LICENSE"
+    if answers["license"] == "none":
+        target.unlink()
+        return
+    if answers["license"] != "MIT":
+        licenses = Path(answers["_repo_dir"], "hooks", "licenses")
+        shutil.copyfile(licenses / f"{answers['license']}.txt", target)
+    holder = f"Copyright (c) {datetime.date.today().year} {answers['author'].strip()}"
+    text = re.sub(r"(?m)^Copyright \(c\) .*$", holder, target.read_text(encoding="utf-8"))
+    target.write_text(text, encoding="utf-8")
+
+
+def git(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+
+
+def commit(project: Path, answers: dict) -> None:
+    """`git init`, a local identity where none is configured, and the initial commit."""
+    message = f"{answers['project_name'].strip()}: initial commit from the template"
+    identity = {"user.name": answers["author"].strip(), "user.email": "you@example.com"}
+    steps = [("init", "-q", "-b", "main")]
+    steps += [("config", key, value) for key, value in identity.items() if not has_config(key)]
+    steps += [("add", "-A"), ("commit", "-q", "--no-verify", "-m", message)]
+    for args in steps:
+        proc = git(project, *args)
+        if proc.returncode:
+            sys.exit(f"error: git {args[0]}: {(proc.stderr or proc.stdout).strip()}")
+
+
+def has_config(key: str) -> bool:
+    """Whether git has `key` from the user's global or system configuration."""
+    return subprocess.run(["git", "config", "--get", key], capture_output=True).returncode == 0
+
+
+def main() -> None:
+    project = Path.cwd()
+    answers = ANSWERS
+    (old_package,) = [p.parent.name for p in project.glob("src/*/__init__.py")]
+    if answers["package_name"] != old_package:
+        rename_package(project, old_package, answers["package_name"])
+    describe(project, answers)
+    configure_params(project, answers)
+    write_license(project, answers)
+    if not answers["ci"]:
+        shutil.rmtree(project / ".github")  # the workflow and the script it runs
+    commit(project, answers)
+    print(f"Created {project.name}/ (git and DVC initialised). Next: cd {project.name} && make run")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""cookiecutter pre_prompt hook: assemble the template directory from the git-tracked files.
+
+The repository root is the project itself; there is no second copy of it to render. cookiecutter
+(2.4+) runs this hook in a temporary full copy of the repository, before the prompts. It moves
+every git-tracked file, except the template-only ones, into the one template directory; files
+git ignores (.venv, caches, mlflow.db, wandb/, pipeline outputs) are never tracked, so they
+never get there. cookiecutter then copies the files without rendering them
+(`_copy_without_render`), since dvc.yaml and the workflows hold `${...}` and `${{ }}` of their
+own, and post_gen_project.py applies the answers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from answers import TEMPLATE_DIR
+
+# Files that belong to the template, not to a created project.
+TEMPLATE_ONLY_FILES = {"cookiecutter.json", "benchmarks/template.py"}
+TEMPLATE_ONLY_DIRS = ("hooks/", "tests/template/")
+
+
+def is_template_only(path: str) -> bool:
+    return path in TEMPLATE_ONLY_FILES or path.startswith(TEMPLATE_ONLY_DIRS)
+
+
+def tracked_files(root: Path) -> list[str]:
+    proc = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(
+            "error: the template must be a git checkout (pass its git URL, or the path of a"
+            f" clone): git ls-files: {proc.stderr.strip()}"
+        )
+    return [path for path in proc.stdout.split("\0") if path]
+
+
+def main() -> None:
+    root = Path.cwd()
+    template = root / TEMPLATE_DIR
+    template.mkdir()
+    for rel in tracked_files(root):
+        source = root / rel
+        # A tracked file deleted in a working checkout is not part of it.
+        if is_template_only(rel) or not (source.is_file() or source.is_symlink()):
+            continue
+        target = template / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(target)  # the copy is cookiecutter's and temporary: move, do not copy
+
+
+if __name__ == "__main__":
+    main()

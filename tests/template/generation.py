@@ -1,0 +1,64 @@
+"""Run the real cookiecutter CLI on a clean git copy of this repository, and what to expect.
+
+Template-only paths (never in a created project): cookiecutter.json, hooks/, tests/template/,
+benchmarks/template.py, and `<!-- template-only -->` blocks of Markdown files.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import BIN, project_env
+
+TEMPLATE_PACKAGE = "ml_project"
+TEMPLATE_ONLY = re.compile(
+    r"^(cookiecutter\.json|hooks/.*|tests/template/.*|benchmarks/template\.py)$"
+)
+TEMPLATE_ONLY_BLOCK = re.compile(
+    r"\n<!-- template-only -->\n.*?<!-- /template-only -->\n(?=\n|\Z)", re.S
+)
+
+
+def cookiecutter(template: str | Path, out: Path, home: Path, *answers: str):
+    """`cookiecutter TEMPLATE --no-input -o OUT key=value...`, with its own HOME (config,
+    replay files, clones, and no global git identity)."""
+    env = project_env()
+    env.pop("XDG_CONFIG_HOME", None)
+    env["HOME"] = str(home)
+    cmd = [str(BIN / "cookiecutter"), str(template), "--no-input", "-o", str(out), *answers]
+    return subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=120)
+
+
+def generate(template: Path, out: Path, home: Path, *answers: str) -> Path:
+    proc = cookiecutter(template, out, home, *answers)
+    assert proc.returncode == 0, f"cookiecutter failed\n{proc.stdout}\n{proc.stderr}"
+    (project,) = [p for p in out.iterdir() if p.is_dir()]
+    return project
+
+
+def git_files(repo: Path) -> set[str]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, text=True)
+    return {path for path in out.stdout.split("\0") if path}
+
+
+def disk_files(root: Path) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }
+
+
+def expected_files(template: Path, package: str = TEMPLATE_PACKAGE, ci=True, license=True):
+    """The template's tracked files, less the template-only ones and those the answers drop,
+    with the package directory renamed."""
+    expected = set()
+    for path in git_files(template):
+        if TEMPLATE_ONLY.match(path) or (not ci and path.startswith(".github/")):
+            continue
+        if not license and path == "LICENSE":
+            continue
+        expected.add(re.sub(rf"(?<![A-Za-z0-9]){TEMPLATE_PACKAGE}(?![A-Za-z0-9])", package, path))
+    return expected
