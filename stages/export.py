@@ -1,4 +1,4 @@
-"""export stage: skops + ONNX into export/, each checked for parity on the test split."""
+"""export stage: skops, ONNX and TorchScript into export/model/, each checked for parity."""
 
 import _bootstrap  # noqa: F401  (this checkout's src/ first on sys.path)
 
@@ -12,7 +12,11 @@ from ml_project.persistence import MODEL_PATH
 @exits_on_user_error
 def main() -> None:
     results = run(MODEL_PATH, read_manifest(), section(read_params(), "export", ExportParams))
-    print("export: " + ", ".join(f"{r.format} max|diff|={r.max_abs_diff:.3g}" for r in results))
+    shown = [
+        f"{r.format} skipped ({r.skipped})" if r.skipped else f"{r.format} max|diff|={r.max_abs_diff:.3g}"
+        for r in results
+    ]
+    print("export: " + ", ".join(shown))
 
 
 if __name__ == "__main__":

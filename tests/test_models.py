@@ -47,6 +47,8 @@ def fitted(name: str, task: str):
     hp = spec.hyperparams()
     if name == "rf":
         hp = spec.hyperparams(n_estimators=15)
+    if spec.per_epoch:
+        hp = spec.hyperparams(max_epochs=8)
     metric = METRICS["f1" if task == "classification" else "rmse"]
     pipe = build_pipeline(preprocessor(manifest, spec.scale), spec.build(task, hp, 0, metric))
     return pipe.fit(X, y), X, y, manifest
@@ -147,12 +149,17 @@ def test_failed_parity_leaves_no_export_behind(tmp_path):
     model = save_native(pipe, tmp_path / "model.skops")
     out = tmp_path / "export"
     export.run(model, manifest, ExportParams(), tmp_path / "data", out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(before) == {"model.onnx", "model.skops", "parity.json", "signature.json"}
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert set(before) == {
+        "model/model.onnx",
+        "model/model.skops",
+        "model/signature.json",
+        "parity.json",
+    }
 
     with pytest.raises(
         UserError, match=r"export.onnx: parity check failed: max abs diff .* exceeds atol=0"
     ):
         export.run(model, manifest, ExportParams(atol=0, rtol=0), tmp_path / "data", out)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "export", "model.skops"]

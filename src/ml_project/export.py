@@ -1,8 +1,11 @@
-"""Export the fitted pipeline: a safe native copy (skops) and ONNX, with a parity check.
+"""Export the fitted pipeline: a safe native copy (skops), ONNX and, for torch models,
+TorchScript, each with a parity check.
 
 EXPORTERS maps a format name (`export.formats` in params.yaml) to a writer. Each writer
 converts, reloads what it wrote, compares predictions with the native pipeline on the test
-split and fails above the tolerance; the report is written to `parity.json`.
+split and fails above the tolerance. Models go to `export/model/`, the report to
+`export/parity.json`. A format that does not apply to the model (TorchScript for a
+scikit-learn model) is reported as skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ml_project.params import ExportParams
 from ml_project.persistence import load_native, save_native
 
 EXPORT_DIR = Path("export")
+MODEL_SUBDIR = "model"
 SIGNATURE_KEY = "ml_project.signature"
 ONNX_OPSET = {"": 18, "ai.onnx.ml": 3}
 
@@ -38,6 +42,7 @@ class Parity:
     atol: float
     rtol: float
     label_agreement: float | None
+    skipped: str | None = None
 
 
 def native_outputs(pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
@@ -119,24 +124,87 @@ def to_onnx(pipeline, sig: dict):
     `sig` (see `signature`) is stored in the model's metadata, so predict needs nothing else.
     """
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     _register_converters()
-    initial = [
+    if hasattr(pipeline[-1], "onnx_model"):
+        return _embed_signature(_with_own_model(pipeline, sig), sig)
+    initial = _initial_types(sig)
+    options = None
+    if sig["task"] == "classification":
+        options = {id(pipeline[-1]): {"zipmap": False}}
+    onx = convert_sklearn(pipeline, initial_types=initial, options=options, target_opset=ONNX_OPSET)
+    return _embed_signature(onx, sig)
+
+
+def _initial_types(sig: dict) -> list:
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    return [
         (
             f["name"],
             FloatTensorType([None, 1]) if f["kind"] == "numeric" else StringTensorType([None, 1]),
         )
         for f in sig["features"]
     ]
-    options = None
-    if sig["task"] == "classification":
-        options = {id(pipeline[-1]): {"zipmap": False}}
-    onx = convert_sklearn(pipeline, initial_types=initial, options=options, target_opset=ONNX_OPSET)
+
+
+def _embed_signature(onx, sig: dict):
     entry = onx.metadata_props.add()
     entry.key = SIGNATURE_KEY
     entry.value = json.dumps(sig)
     return onx
+
+
+def _with_own_model(pipeline, sig: dict):
+    """Preprocessing (skl2onnx) joined to a model that exports itself (`onnx_model`).
+
+    The model's graph takes the preprocessed `features`; a classifier's graph returns
+    `probabilities`, to which an ArgMax + Gather over the classes adds `label`, so the outputs
+    match skl2onnx's classifiers: (label, probabilities), or (variable,) for regression.
+    """
+    import onnx
+    from onnx import compose, helper, numpy_helper
+    from skl2onnx import convert_sklearn
+
+    prep = convert_sklearn(pipeline[:-1], initial_types=_initial_types(sig),
+                           target_opset=ONNX_OPSET)  # fmt: skip
+    prep = compose.add_prefix(prep, "preprocess/", rename_inputs=False)
+    # merge_models needs one opset per domain: the net follows what skl2onnx chose.
+    opset = next(o.version for o in prep.opset_import if o.domain in ("", "ai.onnx"))
+    net = compose.add_prefix(pipeline[-1].onnx_model(opset), "model/")
+    net.ir_version = prep.ir_version = max(net.ir_version, prep.ir_version)
+    merged = compose.merge_models(
+        prep, net, io_map=[(prep.graph.output[0].name, "model/features")]
+    )
+    graph = merged.graph
+    if sig["task"] == "classification":
+        classes = np.asarray(sig["classes"])
+        const = numpy_helper.from_array(
+            classes.astype(object) if classes.dtype.kind in "OUS" else classes.astype(np.int64),
+            "model/classes",
+        )
+        graph.initializer.append(const)
+        graph.node.extend([
+            helper.make_node("ArgMax", ["model/probabilities"], ["model/index"], axis=1,
+                             keepdims=0),
+            helper.make_node("Gather", ["model/classes", "model/index"], ["label"], axis=0),
+            helper.make_node("Identity", ["model/probabilities"], ["probabilities"]),
+        ])  # fmt: skip
+        label_type = onnx.TensorProto.STRING if const.data_type == onnx.TensorProto.STRING \
+            else onnx.TensorProto.INT64  # fmt: skip
+        del graph.output[:]
+        graph.output.extend([
+            helper.make_tensor_value_info("label", label_type, [None]),
+            helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT,
+                                          [None, len(classes)]),
+        ])  # fmt: skip
+    else:
+        graph.node.append(helper.make_node("Identity", ["model/variable"], ["variable"]))
+        del graph.output[:]
+        graph.output.append(helper.make_tensor_value_info("variable", onnx.TensorProto.FLOAT,
+                                                          [None, 1]))  # fmt: skip
+    onnx.checker.check_model(merged)
+    return merged
 
 
 def onnx_feeds(session, frame: pd.DataFrame, sig: dict) -> dict[str, np.ndarray]:
@@ -170,8 +238,36 @@ def export_onnx(pipeline, sig: dict, X_test, native, staging: Path, params: Expo
     return compare("onnx", native, values, params, pair)
 
 
+def export_torchscript(pipeline, sig, X_test, native, staging: Path, params) -> Parity:
+    """The network and its output head, traced; its input is the *preprocessed* features.
+
+    Parity is against the eager module on the preprocessed test split. To serve raw columns,
+    use the ONNX file, which carries the preprocessing too.
+    """
+    model = pipeline[-1]
+    if not hasattr(model, "inference_module"):
+        return Parity("torchscript", 0.0, 0.0, params.atol, params.rtol, None,
+                      skipped=f"not a torch model ({type(model).__name__})")  # fmt: skip
+    import torch
+
+    features = np.asarray(pipeline[:-1].transform(X_test), dtype=np.float32)
+    module = model.inference_module()
+    example = torch.from_numpy(features)
+    with torch.no_grad():
+        eager = module(example).double().numpy()
+        traced = torch.jit.trace(module, example[:2], check_trace=False)
+    path = staging / "model.torchscript.pt"
+    torch.jit.save(traced, str(path))
+    with torch.no_grad():
+        reloaded = torch.jit.load(str(path))(example).double().numpy()
+    return compare("torchscript", eager, reloaded, params)
+
+
 # format -> writer(pipeline, signature, X_test, native outputs, staging dir, params) -> Parity
-EXPORTERS: dict[str, Callable[..., Parity]] = {"onnx": export_onnx}
+EXPORTERS: dict[str, Callable[..., Parity]] = {
+    "onnx": export_onnx,
+    "torchscript": export_torchscript,
+}
 
 
 def run(
@@ -181,7 +277,8 @@ def run(
     data_dir: Path = PROCESSED_DIR,
     out_dir: Path = EXPORT_DIR,
 ) -> list[Parity]:
-    """Write `model.skops`, every format in `params.formats` and `parity.json` to `out_dir`.
+    """Write `model.skops` and every format in `params.formats` to `out_dir/model/`, and the
+    parity report to `out_dir/parity.json`.
 
     All files are written to a staging directory and moved in place only when every parity
     check passed: a failed export leaves no model that looks valid.
@@ -191,13 +288,18 @@ def run(
     sig = signature(manifest, getattr(pipeline, "classes_", None))
     native = native_outputs(pipeline, X_test, manifest.task)
     with atomic_dir(out_dir) as staging:
-        save_native(pipeline, staging / "model.skops")
-        reloaded = native_outputs(load_native(staging / "model.skops"), X_test, manifest.task)
+        models = staging / MODEL_SUBDIR
+        models.mkdir()
+        save_native(pipeline, models / "model.skops")
+        reloaded = native_outputs(load_native(models / "model.skops"), X_test, manifest.task)
         results = [compare("skops", native, reloaded, params)]
         results += [
-            EXPORTERS[fmt](pipeline, sig, X_test, native, staging, params) for fmt in params.formats
+            EXPORTERS[fmt](pipeline, sig, X_test, native, models, params) for fmt in params.formats
         ]
-        report = {r.format: {k: v for k, v in asdict(r).items() if k != "format"} for r in results}
+        report = {
+            r.format: {k: v for k, v in asdict(r).items() if k != "format" and v is not None}
+            for r in results
+        }
         (staging / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
-        (staging / "signature.json").write_text(json.dumps(sig, indent=2) + "\n")
+        (models / "signature.json").write_text(json.dumps(sig, indent=2) + "\n")
     return results

@@ -64,12 +64,15 @@ class TrainParams(Section):
 
     metric: str = Field("f1", description="selection / early-stopping metric, see metrics.py")
     seed: int = 42
+    resume: bool = Field(
+        True, description="torch models: continue a killed run from its last epoch checkpoint"
+    )
 
 
 class ExportParams(Section):
     """`export:` formats and the parity tolerance (numpy.allclose semantics)."""
 
-    formats: tuple[Literal["onnx"], ...] = ("onnx",)
+    formats: tuple[Literal["onnx", "torchscript"], ...] = ("onnx", "torchscript")
     atol: float = Field(1e-4, ge=0)
     rtol: float = Field(1e-5, ge=0)
 

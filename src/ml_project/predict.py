@@ -1,6 +1,6 @@
 """Score a CSV or Parquet file with an exported ONNX model, through onnxruntime.
 
-    python -m ml_project.predict new_rows.csv --model export/model.onnx --output preds.csv
+    python -m ml_project.predict new_rows.csv --model export/model/model.onnx --output preds.csv
 
 The model carries its own signature (feature names and kinds, classes), so predict needs no
 other file. Columns are validated first; extra columns are ignored.
@@ -19,7 +19,7 @@ import pandas as pd
 from ml_project.atomic import atomic_file
 from ml_project.data import FILE_SUFFIXES, Feature, coerce_features
 from ml_project.errors import UserError, exits_on_user_error
-from ml_project.export import EXPORT_DIR, SIGNATURE_KEY, onnx_feeds, onnx_outputs
+from ml_project.export import EXPORT_DIR, MODEL_SUBDIR, SIGNATURE_KEY, onnx_feeds, onnx_outputs
 
 
 def load_model(path: Path):
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m ml_project.predict", description=__doc__.split("\n")[0]
     )
     parser.add_argument("input", type=Path, help="CSV or Parquet file with the feature columns")
-    parser.add_argument("--model", type=Path, default=EXPORT_DIR / "model.onnx")
+    parser.add_argument("--model", type=Path, default=EXPORT_DIR / MODEL_SUBDIR / "model.onnx")
     parser.add_argument("--output", type=Path, help="CSV to write (default: standard output)")
     return parser.parse_args(argv)
 

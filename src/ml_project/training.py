@@ -7,6 +7,7 @@ Nothing here branches on a model name: what differs between models lives in thei
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ from ml_project.persistence import MODEL_PATH, save_native
 from ml_project.tracking import RunInfo, Trackers, dvc_tags, open_trackers, write_run_ids
 
 INFO_PATH = Path("models/train_info.json")
+# Per-epoch training state of torch models; removed when training completes (not a DVC output).
+CHECKPOINT_PATH = Path("checkpoints/train.pt")
+
+
+def is_main_process() -> bool:
+    """False on torchrun's ranks other than 0: they train but never log or write files."""
+    return int(os.environ.get("RANK", 0)) == 0
 
 
 @dataclass(frozen=True)
@@ -126,13 +134,52 @@ def _final_outputs(pipeline, X, task):
     return pipeline.predict(X)
 
 
+def _training_failed(config: TrainConfig, exc: Exception) -> UserError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UserError(f"models.{config.model}: training failed: {first}")
+
+
+def _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start, splits) -> TrainResult:
+    """Fit the preprocessing, then the estimator epoch by epoch on the transformed splits.
+
+    One step per epoch; a last step holds every val metric of the final model, which is the
+    best epoch's weights (early stopping restores them), so `metrics.json` describes the
+    model that was saved.
+    """
+    X_train, y_train, X_val, y_val = splits
+    task = config.data.task
+    prep, model = pipeline[:-1], pipeline[-1]
+    result = TrainResult(pipeline, X_train.head(5))
+
+    def log(row: dict[str, float], epoch: int) -> None:
+        trackers.log_metrics(row, epoch)
+        result.history.append(row)
+
+    Xt_train = prep.fit_transform(X_train, y_train)
+    Xt_val = prep.transform(X_val)
+    try:
+        model.fit(Xt_train, y_train, eval_set=(Xt_val, y_val), callbacks=[log],
+                  checkpoint=checkpoint, resume=config.train.resume)  # fmt: skip
+    except ValueError as exc:
+        raise _training_failed(config, exc) from None
+    result.fit_seconds = time.perf_counter() - start
+    out_val = _final_outputs(pipeline, X_val, task)
+    out_train = _final_outputs(pipeline, X_train, task)
+    row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, final=True)
+    row["train/best_epoch"] = float(model.best_epoch_)
+    log(row, len(result.history))
+    return result
+
+
 def fit(
     config: TrainConfig,
     manifest: Manifest,
     trackers: Trackers | None = None,
     data_dir: Path = PROCESSED_DIR,
+    checkpoint: Path | None = None,
 ) -> TrainResult:
-    """Fit the configured model on the train split and log one curve step per iteration.
+    """Fit the configured model on the train split and log one curve step per iteration
+    (per epoch for torch models, which also checkpoint to `checkpoint` and resume from it).
 
     Usable from a notebook: `fit(load_train_config(), read_manifest())`.
     """
@@ -146,11 +193,13 @@ def fit(
     estimator = spec.build(task, config.hyperparams, config.train.seed, metric)
     pipeline = build_pipeline(preprocessor(manifest, spec.scale), estimator)
     start = time.perf_counter()
+    if spec.per_epoch:
+        return _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start,
+                              (X_train, y_train, X_val, y_val))  # fmt: skip
     try:
         pipeline.fit(X_train, y_train)
     except ValueError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"models.{config.model}: training failed: {first}") from None
+        raise _training_failed(config, exc) from None
     if spec.after_fit is not None:
         spec.after_fit(pipeline[-1])
     result = TrainResult(pipeline, X_train.head(5), fit_seconds=time.perf_counter() - start)
@@ -189,10 +238,12 @@ def run(
         "model": config.model,
         "task": manifest.task,
     }
+    if not is_main_process():  # torchrun: rank 0 alone logs and writes
+        return fit(config, manifest, Trackers([]), data_dir, CHECKPOINT_PATH)
     with open_trackers(config.tracking, RunInfo(stage="train")) as trackers:
         trackers.set_tags(tags)
         trackers.log_params(config.run_params())
-        result = fit(config, manifest, trackers, data_dir)
+        result = fit(config, manifest, trackers, data_dir, CHECKPOINT_PATH)
         save_native(result.pipeline, model_path)
         info = {
             "model": config.model,

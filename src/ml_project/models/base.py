@@ -40,6 +40,9 @@ class ModelSpec:
             (class probabilities or predictions) used to log one curve step per iteration.
         after_fit: optional `(fitted_estimator) -> None`, run once after fitting; for changes
             that leave predictions identical, such as making thresholds exact in float32.
+        per_epoch: the estimator trains in epochs and its `fit` takes `eval_set=` (features
+            already preprocessed), `callbacks=` (one metrics row per epoch) and `checkpoint=`
+            (resumable state); see `torch_estimator.py`.
     """
 
     name: str
@@ -48,6 +51,7 @@ class ModelSpec:
     scale: bool = True
     staged: Staged | None = None
     after_fit: Callable[[Any], None] | None = None
+    per_epoch: bool = False
     description: str = ""
 
 
