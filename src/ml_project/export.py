@@ -166,16 +166,15 @@ def _with_own_model(pipeline, sig: dict):
     from onnx import compose, helper, numpy_helper
     from skl2onnx import convert_sklearn
 
-    prep = convert_sklearn(pipeline[:-1], initial_types=_initial_types(sig),
-                           target_opset=ONNX_OPSET)  # fmt: skip
+    prep = convert_sklearn(
+        pipeline[:-1], initial_types=_initial_types(sig), target_opset=ONNX_OPSET
+    )
     prep = compose.add_prefix(prep, "preprocess/", rename_inputs=False)
     # merge_models needs one opset per domain: the net follows what skl2onnx chose.
     opset = next(o.version for o in prep.opset_import if o.domain in ("", "ai.onnx"))
     net = compose.add_prefix(pipeline[-1].onnx_model(opset), "model/")
     net.ir_version = prep.ir_version = max(net.ir_version, prep.ir_version)
-    merged = compose.merge_models(
-        prep, net, io_map=[(prep.graph.output[0].name, "model/features")]
-    )
+    merged = compose.merge_models(prep, net, io_map=[(prep.graph.output[0].name, "model/features")])
     graph = merged.graph
     if sig["task"] == "classification":
         classes = np.asarray(sig["classes"])
@@ -184,25 +183,35 @@ def _with_own_model(pipeline, sig: dict):
             "model/classes",
         )
         graph.initializer.append(const)
-        graph.node.extend([
-            helper.make_node("ArgMax", ["model/probabilities"], ["model/index"], axis=1,
-                             keepdims=0),
-            helper.make_node("Gather", ["model/classes", "model/index"], ["label"], axis=0),
-            helper.make_node("Identity", ["model/probabilities"], ["probabilities"]),
-        ])  # fmt: skip
-        label_type = onnx.TensorProto.STRING if const.data_type == onnx.TensorProto.STRING \
-            else onnx.TensorProto.INT64  # fmt: skip
+        graph.node.extend(
+            [
+                helper.make_node(
+                    "ArgMax", ["model/probabilities"], ["model/index"], axis=1, keepdims=0
+                ),
+                helper.make_node("Gather", ["model/classes", "model/index"], ["label"], axis=0),
+                helper.make_node("Identity", ["model/probabilities"], ["probabilities"]),
+            ]
+        )
+        label_type = (
+            onnx.TensorProto.STRING
+            if const.data_type == onnx.TensorProto.STRING
+            else onnx.TensorProto.INT64
+        )
         del graph.output[:]
-        graph.output.extend([
-            helper.make_tensor_value_info("label", label_type, [None]),
-            helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT,
-                                          [None, len(classes)]),
-        ])  # fmt: skip
+        graph.output.extend(
+            [
+                helper.make_tensor_value_info("label", label_type, [None]),
+                helper.make_tensor_value_info(
+                    "probabilities", onnx.TensorProto.FLOAT, [None, len(classes)]
+                ),
+            ]
+        )
     else:
         graph.node.append(helper.make_node("Identity", ["model/variable"], ["variable"]))
         del graph.output[:]
-        graph.output.append(helper.make_tensor_value_info("variable", onnx.TensorProto.FLOAT,
-                                                          [None, 1]))  # fmt: skip
+        graph.output.append(
+            helper.make_tensor_value_info("variable", onnx.TensorProto.FLOAT, [None, 1])
+        )
     onnx.checker.check_model(merged)
     return merged
 
@@ -246,8 +255,15 @@ def export_torchscript(pipeline, sig, X_test, native, staging: Path, params) -> 
     """
     model = pipeline[-1]
     if not hasattr(model, "inference_module"):
-        return Parity("torchscript", 0.0, 0.0, params.atol, params.rtol, None,
-                      skipped=f"not a torch model ({type(model).__name__})")  # fmt: skip
+        return Parity(
+            "torchscript",
+            0.0,
+            0.0,
+            params.atol,
+            params.rtol,
+            None,
+            skipped=f"not a torch model ({type(model).__name__})",
+        )
     import torch
 
     features = np.asarray(pipeline[:-1].transform(X_test), dtype=np.float32)

@@ -158,8 +158,14 @@ def _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start, splits
     Xt_train = prep.fit_transform(X_train, y_train)
     Xt_val = prep.transform(X_val)
     try:
-        model.fit(Xt_train, y_train, eval_set=(Xt_val, y_val), callbacks=[log],
-                  checkpoint=checkpoint, resume=config.train.resume)  # fmt: skip
+        model.fit(
+            Xt_train,
+            y_train,
+            eval_set=(Xt_val, y_val),
+            callbacks=[log],
+            checkpoint=checkpoint,
+            resume=config.train.resume,
+        )
     except ValueError as exc:
         raise _training_failed(config, exc) from None
     result.fit_seconds = time.perf_counter() - start
@@ -194,8 +200,9 @@ def fit(
     pipeline = build_pipeline(preprocessor(manifest, spec.scale), estimator)
     start = time.perf_counter()
     if spec.per_epoch:
-        return _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start,
-                              (X_train, y_train, X_val, y_val))  # fmt: skip
+        return _fit_per_epoch(
+            config, pipeline, metric, trackers, checkpoint, start, (X_train, y_train, X_val, y_val)
+        )
     try:
         pipeline.fit(X_train, y_train)
     except ValueError as exc:

@@ -57,7 +57,9 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{spec}' requested but no CUDA GPU is available (valid: auto, cpu)")
+        raise UserError(
+            f"device '{spec}' requested but no CUDA GPU is available (valid: auto, cpu)"
+        )
     return device
 
 
@@ -253,8 +255,19 @@ class _TorchEstimator(BaseEstimator):
         device = resolve_device(self.device)
         dist = Dist.start(device)
         try:
-            self._fit(X, encoded, y, n_outputs, eval_set, callbacks, checkpoint, resume, metric,
-                      device, dist)  # fmt: skip
+            self._fit(
+                X,
+                encoded,
+                y,
+                n_outputs,
+                eval_set,
+                callbacks,
+                checkpoint,
+                resume,
+                metric,
+                device,
+                dist,
+            )
         finally:
             dist.stop()
         return self
@@ -264,14 +277,30 @@ class _TorchEstimator(BaseEstimator):
 
         stratify = y if self.task == "classification" else None
         parts = train_test_split(
-            X, encoded, y, test_size=self.validation_fraction, random_state=self.seed,
+            X,
+            encoded,
+            y,
+            test_size=self.validation_fraction,
+            random_state=self.seed,
             stratify=stratify,
-        )  # fmt: skip
+        )
         X_tr, X_va, e_tr, _, y_tr, y_va = parts
         return X_tr, e_tr, y_tr, (X_va, y_va)
 
-    def _fit(self, X, encoded, y, n_outputs, eval_set, callbacks, checkpoint, resume, metric,
-             device, dist: Dist):  # fmt: skip
+    def _fit(
+        self,
+        X,
+        encoded,
+        y,
+        n_outputs,
+        eval_set,
+        callbacks,
+        checkpoint,
+        resume,
+        metric,
+        device,
+        dist: Dist,
+    ):
         torch.manual_seed(self.seed)
         shuffle = torch.Generator().manual_seed(self.seed)
         net = architecture(self.arch)(X.shape[1], n_outputs, **(self.arch_params or {}))
@@ -280,7 +309,9 @@ class _TorchEstimator(BaseEstimator):
         if dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+            model = DistributedDataParallel(
+                net, device_ids=[device] if device.type == "cuda" else None
+            )
         optimizer = _optimizer(self.optimizer, net.parameters(), self.lr, self.weight_decay)
         scheduler = _scheduler(self.scheduler, optimizer, self.max_epochs, self.patience)
         stopper = EarlyStopping(self.patience if eval_set is not None else 0)
@@ -310,14 +341,16 @@ class _TorchEstimator(BaseEstimator):
                 history = [dict(row) for row in state["history"]]
                 start = int(state["epoch"]) + 1
                 if dist.is_main:
-                    print(f"resuming from {path}: epoch {start} of {self.max_epochs}",
-                          file=sys.stderr)  # fmt: skip
+                    print(
+                        f"resuming from {path}: epoch {start} of {self.max_epochs}", file=sys.stderr
+                    )
                 for epoch, row in enumerate(history):
                     for callback in callbacks:
                         callback(row, epoch)
             elif dist.is_main:
-                print(f"ignoring {path}: it belongs to another configuration or data",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"ignoring {path}: it belongs to another configuration or data", file=sys.stderr
+                )
         done = start > 0 and stopper.should_stop
 
         bar = self._progress_bar(start, dist)
@@ -338,8 +371,18 @@ class _TorchEstimator(BaseEstimator):
             for callback in callbacks:
                 callback(row, epoch)
             if path is not None and dist.is_main:
-                self._save_checkpoint(path, fingerprint, epoch, net, optimizer, scheduler,
-                                      stopper, shuffle, history, device)  # fmt: skip
+                self._save_checkpoint(
+                    path,
+                    fingerprint,
+                    epoch,
+                    net,
+                    optimizer,
+                    scheduler,
+                    stopper,
+                    shuffle,
+                    history,
+                    device,
+                )
             if bar is not None:
                 bar.set_postfix(row, refresh=False)
                 bar.update(1)
@@ -366,8 +409,14 @@ class _TorchEstimator(BaseEstimator):
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.max_epochs, initial=start, desc=self.arch, unit="epoch",
-                    file=sys.stderr, leave=False)  # fmt: skip
+        return tqdm(
+            total=self.max_epochs,
+            initial=start,
+            desc=self.arch,
+            unit="epoch",
+            file=sys.stderr,
+            leave=False,
+        )
 
     def _train_epoch(self, model, Xt, yt, optimizer, shuffle, dist: Dist) -> float:
         model.train()
@@ -411,12 +460,16 @@ class _TorchEstimator(BaseEstimator):
         digest.update(f"world={world}".encode())
         for part in (X, encoded, X_val, y_val):
             if part is not None:
-                digest.update(np.ascontiguousarray(part).tobytes() if part.dtype != object
-                              else repr(part.tolist()).encode())  # fmt: skip
+                digest.update(
+                    np.ascontiguousarray(part).tobytes()
+                    if part.dtype != object
+                    else repr(part.tolist()).encode()
+                )
         return digest.hexdigest()
 
-    def _save_checkpoint(self, path, fingerprint, epoch, net, optimizer, scheduler, stopper,
-                         shuffle, history, device) -> None:  # fmt: skip
+    def _save_checkpoint(
+        self, path, fingerprint, epoch, net, optimizer, scheduler, stopper, shuffle, history, device
+    ) -> None:
         rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
@@ -454,10 +507,15 @@ class _TorchEstimator(BaseEstimator):
         buffer = io.BytesIO()
         example = torch.zeros(2, self.n_features_in_)
         torch.onnx.export(
-            self.inference_module(), (example,), buffer, dynamo=False, opset_version=opset,
-            input_names=["features"], output_names=[self._onnx_output],
+            self.inference_module(),
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["features"],
+            output_names=[self._onnx_output],
             dynamic_axes={"features": {0: "n"}, self._onnx_output: {0: "n"}},
-        )  # fmt: skip
+        )
         import onnx
 
         return onnx.load_from_string(buffer.getvalue())

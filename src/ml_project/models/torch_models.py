@@ -26,7 +26,9 @@ class TorchParams(Hyperparams):
     max_epochs: int = Field(50, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     scheduler: Literal["none", "cosine", "plateau"] = "cosine"
-    patience: int = Field(10, ge=0, description="epochs without improvement of train.metric; 0: off")
+    patience: int = Field(
+        10, ge=0, description="epochs without improvement of train.metric; 0: off"
+    )
     validation_fraction: float = Field(
         0.1, ge=0, lt=1, description="held out for early stopping when fit gets no eval set"
     )
