@@ -9,7 +9,7 @@ set -euo pipefail
 base=$(git rev-parse "${1:?usage: metrics-diff.sh BASE_REV}")
 head=$(git rev-parse HEAD)
 git checkout -q --detach "$base"
-dvc exp run --quiet --name "base-${base:0:7}" --force
+dvc exp run --quiet --name "base-${base:0:7}"
 git checkout -q --force "$head"
 dvc repro --quiet
 diff=$(dvc exp diff "base-${base:0:7}" --md)
