@@ -28,6 +28,19 @@ def test_classification_metrics_match_sklearn():
     )
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_f1_and_accuracy_equal_sklearn_on_awkward_labels(seed):
+    r = np.random.default_rng(seed)
+    labels = np.array(["no", "yes", "maybe", "never"])
+    y = labels[r.integers(0, 3, 40)]  # "never" only ever predicted, never true
+    pred = labels[r.integers(0 if seed % 2 else 1, 4, 40)]  # odd seeds: a class never predicted
+    assert M.METRICS["f1"].fn(y, pred, None, None) == pytest.approx(
+        skm.f1_score(y, pred, average="macro", zero_division=0), abs=1e-15
+    )
+    assert M.METRICS["accuracy"].fn(y, pred, None, None) == skm.accuracy_score(y, pred)
+    assert M.METRICS["f1"].fn(y, y, None, None) == 1.0
+
+
 def test_probability_metrics_are_skipped_without_probabilities():
     assert set(M.compute("classification", Y, PRED)) == {"accuracy", "f1"}
 

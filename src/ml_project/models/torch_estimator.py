@@ -214,7 +214,7 @@ class _TorchEstimator(BaseEstimator):
     def _targets(self, y) -> np.ndarray:
         raise NotImplementedError
 
-    def _loss_sum(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _loss(self, out: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
         raise NotImplementedError
 
     def _head(self) -> nn.Module:
@@ -419,22 +419,29 @@ class _TorchEstimator(BaseEstimator):
         )
 
     def _train_epoch(self, model, Xt, yt, optimizer, shuffle, dist: Dist) -> float:
+        """One pass; returns the mean training loss. Per batch, exactly the work of a
+        hand-written loop: the losses are only collected, and summed once at the end."""
         model.train()
         n = len(Xt)
         order = torch.randperm(n, generator=shuffle).to(Xt.device)
-        total = torch.zeros((), dtype=torch.float64, device=Xt.device)
+        losses, rows = [], []
         for lo, hi in _batches(n, self.batch_size):
             idx = order[lo:hi]
-            if dist.world > 1:
+            if dist.world == 1:
+                loss = self._loss(model(Xt[idx]), yt[idx], "mean")
+                rows.append(hi - lo)
+            else:
+                # This process's sum over the global batch size: DDP's gradient average over
+                # processes then equals the single-process mean over the whole batch.
                 idx = idx[dist.rank :: dist.world]
-            loss_sum = self._loss_sum(model(Xt[idx]), yt[idx])
-            # Sum over this process's rows / the global batch: DDP's gradient average across
-            # processes then equals the single-process mean over the whole batch.
-            loss = loss_sum * (dist.world / (hi - lo))
+                loss = self._loss(model(Xt[idx]), yt[idx], "sum") * (dist.world / (hi - lo))
+                rows.append((hi - lo) / dist.world)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss_sum.detach()
+            losses.append(loss.detach())
+        weights = torch.tensor(rows, dtype=torch.float64, device=Xt.device)
+        total = (torch.stack(losses).double() * weights).sum()
         return float(dist.all_sum(total)) / n
 
     @torch.no_grad()
@@ -569,8 +576,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
             raise ValueError(f"need at least 2 classes in y, got {len(self.classes_)}")
         return encoded.astype(np.int64), len(self.classes_)
 
-    def _loss_sum(self, out, target):
-        return nn.functional.cross_entropy(out, target, reduction="sum")
+    def _loss(self, out, target, reduction):
+        return nn.functional.cross_entropy(out, target, reduction=reduction)
 
     def _head(self) -> nn.Module:
         return _Softmax()
@@ -596,8 +603,8 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         self.y_std_ = float(y.std()) or 1.0
         return ((y - self.y_mean_) / self.y_std_).astype(np.float32).reshape(-1, 1), 1
 
-    def _loss_sum(self, out, target):
-        return nn.functional.mse_loss(out, target, reduction="sum")
+    def _loss(self, out, target, reduction):
+        return nn.functional.mse_loss(out, target, reduction=reduction)
 
     def _train_loss_scale(self) -> float:
         return self.y_std_**2  # the loss in the target's own units, like val/loss
