@@ -68,7 +68,8 @@ def main() -> None:
                 subprocess.run(git + cmd.split()[1:], cwd=dest, env=env, check=True)
 
         def cli_start(dest: Path) -> None:
-            subprocess.run([str(BIN / "cookiecutter"), "--version"], env=env, check=True)
+            cmd = [str(BIN / "cookiecutter"), "--version"]
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
 
         def generate(*answers: str):
             def action(dest: Path) -> None:

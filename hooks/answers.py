@@ -17,8 +17,8 @@ from cookiecutter.exceptions import FailedHookException, OutputDirExistsExceptio
 from jinja2 import pass_context
 from jinja2.ext import Extension
 
-# The one directory pre_prompt.py assembles the project files into.
-TEMPLATE_DIR = "{{cookiecutter.__project_slug|new_project_dir}}"
+from .pre_prompt import TEMPLATE_DIR
+
 HOOKS = Path(__file__).resolve().parent
 ROOT = HOOKS.parent
 

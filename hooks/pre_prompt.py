@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from answers import TEMPLATE_DIR
-
+# The one template directory; cookiecutter renders its name into the project's directory.
+TEMPLATE_DIR = "{{cookiecutter.__project_slug|new_project_dir}}"
 # Files that belong to the template, not to a created project.
 TEMPLATE_ONLY_FILES = {"cookiecutter.json", "benchmarks/template.py"}
 TEMPLATE_ONLY_DIRS = ("hooks/", "tests/template/")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import importlib.util
 import os
 import re
 import subprocess
@@ -23,15 +22,8 @@ from generation import (
     git_files,
 )
 
-
-def load_answers_module():
-    spec = importlib.util.spec_from_file_location("template_answers", ROOT / "hooks" / "answers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-answers = load_answers_module()  # the template's answer checks
+sys.path.append(str(ROOT))  # import the template's answer checks as cookiecutter does
+from hooks import answers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
