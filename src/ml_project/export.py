@@ -313,7 +313,9 @@ def run(
             EXPORTERS[fmt](pipeline, sig, X_test, native, models, params) for fmt in params.formats
         ]
         report = {
-            r.format: {k: v for k, v in asdict(r).items() if k != "format" and v is not None}
+            r.format: {"skipped": r.skipped}
+            if r.skipped
+            else {k: v for k, v in asdict(r).items() if k not in ("format", "skipped")}
             for r in results
         }
         (staging / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
