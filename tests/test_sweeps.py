@@ -1,0 +1,304 @@
+"""Sweeps through the real DVC queue: presets, names, parallel workers, failures and retries,
+exact replay, the notebook, and experiments moved between two clones."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml_project.errors import UserError
+from ml_project.params import read_params
+from ml_project.sweeps import expand, load_presets, next_names, parse_set_flags, run_sweep
+from tests.conftest import ROOT, make_project, project_env, sh
+from tests.sweep_checks import (
+    assert_sweep_complete,
+    exp_rows,
+    metrics_files,
+    project_environ,
+    set_params,
+    stages_ran,
+)
+
+# --------------------------------------------------------------------------- presets and grids
+
+
+def test_every_preset_expands_against_params_yaml():
+    params = read_params(ROOT / "params.yaml")
+    presets = load_presets(ROOT)
+    assert {"smoke", "models", "hgb-lr", "torch"} <= set(presets)
+    sizes = {name: len(expand(p.grids, params, name)[0]) for name, p in presets.items()}
+    assert sizes["smoke"] == 2 and sizes["hgb-lr"] == 6 and sizes["torch"] == 9
+    assert sizes["models"] == len(params["models"])
+
+
+def test_grid_points_of_untrained_models_run_once():
+    # The README's grid: rf and mlp ignore models.hgb.*, so they run once each, not twice.
+    grid = parse_set_flags(["model=rf,hgb,mlp", "models.hgb.learning_rate=0.05,0.1"])
+    points, dropped = expand([grid], read_params(ROOT / "params.yaml"), "-S")
+    assert dropped == 2
+    assert points == [
+        {"model": "rf", "models.hgb.learning_rate": 0.05},
+        {"model": "hgb", "models.hgb.learning_rate": 0.05},
+        {"model": "hgb", "models.hgb.learning_rate": 0.1},
+        {"model": "mlp", "models.hgb.learning_rate": 0.05},
+    ]
+
+
+def test_set_flags_keep_lists_and_quoted_commas_whole():
+    grid = parse_set_flags(["models.mlp.hidden_sizes=[64],[128, 64]", "data.source='a,b.csv',x"])
+    assert grid == {"models.mlp.hidden_sizes": [[64], [128, 64]], "data.source": ["a,b.csv", "x"]}
+
+
+def test_next_free_names_follow_the_highest_number():
+    assert next_names({"t1", "t9", "foo", "t3x", "t-4"}, 3) == ["t10", "t11", "t12"]
+    assert next_names(set(), 2) == ["t1", "t2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", "nope"],
+            "error: unknown preset 'nope' (valid: smoke, models, hgb-lr, torch)",
+        ),
+        (
+            ["run", "smoke", "-S", "models.linear.alpah=1,2"],
+            "error: sweeps.yaml: smoke: models.linear.alpah: not a param in params.yaml "
+            "(valid keys under models.linear: alpha, max_iter)",
+        ),
+        (
+            ["run", "-S", "modle=rf"],
+            "error: -S: modle: not a param in params.yaml (valid top-level keys: data, "
+            "model, models, train, tracking, export)",
+        ),
+        (
+            ["run", "-S", "model"],
+            "error: -S 'model': expected key=value[,value...], e.g. -S 'model=rf,hgb'",
+        ),
+        (["run"], "error: nothing to sweep: name a preset or give -S key=value[,value...]"),
+        (["run", "smoke", "-j", "0"], "error: jobs: must be at least 1 (got 0)"),
+        (
+            ["run", "smoke", "-j", "two"],
+            "error: python -m ml_project.sweeps run: argument -j/--jobs: invalid int value: 'two'",
+        ),
+        (
+            ["launch"],
+            "error: python -m ml_project.sweeps: argument {list,run}: invalid choice: 'launch' "
+            "(choose from 'list', 'run')",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_queues_nothing(tmp_path, args, message):
+    repo = make_project(tmp_path)
+    proc = sh([sys.executable, "-m", "ml_project.sweeps", *args], repo, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == message
+    assert not (repo / ".dvc/tmp/exps").exists()
+    assert sh("git for-each-ref refs/exps", repo).stdout == ""
+
+
+def test_a_broken_preset_names_its_key(tmp_path):
+    repo = make_project(tmp_path)
+    (repo / "sweeps.yaml").write_text("quick:\n  grids:\n    model: [rf]\n")
+    proc = sh([sys.executable, "-m", "ml_project.sweeps", "run", "quick"], repo, check=False)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "error: sweeps.yaml: quick: needs a 'grid' (and optionally a 'description')",
+    )
+    with pytest.raises(UserError, match="no values to sweep"):
+        run_sweep(params={"model": []}, repo=repo)
+
+
+# --------------------------------------------------------------------------- 8 experiments, 2 workers
+
+RACE_ROUNDS = int(os.environ.get("SWEEP_RACE_ROUNDS", "1"))  # raise it to soak-test the queue
+RACE8 = {
+    "description": "6 boosting + 2 torch experiments, each with a per-step curve",
+    "grid": [
+        {
+            "model": "hgb",
+            "models.hgb.learning_rate": [0.05, 0.1, 0.3],
+            "models.hgb.max_iter": [6, 9],
+        },
+        {"model": "mlp", "models.mlp.max_epochs": 3, "models.mlp.lr": [0.001, 0.003]},
+    ],
+}
+
+
+@pytest.fixture(scope="module", params=range(RACE_ROUNDS))
+def race8(built, tmp_path_factory, request):
+    """A copy of the project that ran an 8-experiment preset on 2 workers, from the CLI."""
+    repo = tmp_path_factory.mktemp(f"race8-{request.param}") / "repo"
+    shutil.copytree(built, repo, symlinks=True)
+    presets = yaml.safe_load((repo / "sweeps.yaml").read_text())
+    (repo / "sweeps.yaml").write_text(yaml.safe_dump({**presets, "race8": RACE8}, sort_keys=False))
+    sh("git add sweeps.yaml && git commit -q -m race8", repo)
+    proc = sh([sys.executable, "-m", "ml_project.sweeps", "run", "race8", "-j", "2"], repo)
+    return repo, proc
+
+
+@pytest.mark.slow
+def test_a_sweep_of_8_on_2_workers_completes_whole(race8):
+    repo, proc = race8
+    names = [f"t{i}" for i in range(1, 9)]
+    assert "8 of 8 succeeded; best by val.f1: t" in proc.stdout
+    table = proc.stdout.split("\n\n")[0].splitlines()
+    assert [line.split()[0] for line in table[2:]].count("t1") <= 1
+    starred = [line for line in table[2:] if line.split()[1] == "*"]
+    assert len(starred) == 1 and starred[0] == table[2]  # the best, first
+    best = starred[0].split()[0]
+    assert f"replay the best: dvc exp apply {best} && dvc repro" in proc.stdout
+
+    rows = assert_sweep_complete(repo, names, trackers=True)
+    steps = {rows[n]["model"]: int(rows[n]["step"]) + 1 for n in names}
+    assert {int(rows[n]["step"]) + 1 for n in names if rows[n]["model"] == "hgb"} == {6, 9}
+    assert steps["mlp"] == 4  # 3 epochs, then the final model's step
+
+
+@pytest.mark.slow
+def test_a_torch_experiment_replays_from_cache_and_reruns_identically(race8):
+    repo, _ = race8
+    rows = exp_rows(repo)
+    name = next(n for n, r in rows.items() if r["model"] == "mlp")
+    assert_replays(repo, name, rows[name])
+
+
+def assert_replays(repo: Path, name: str, row: dict) -> None:
+    """`dvc exp apply` + `dvc repro` restores everything; `dvc repro -f` gives the same."""
+    sh(f"dvc exp apply {name}", repo)
+    out = sh("dvc repro", repo).stdout
+    assert stages_ran(out) == set(), out
+    restored = metrics_files(repo)
+    assert restored["test.f1"] == pytest.approx(row["test.f1"], rel=1e-12)
+    assert restored["val.f1"] == pytest.approx(row["val.f1"], rel=1e-12)
+    assert sh("dvc status", repo).stdout.strip() == "Data and pipelines are up to date."
+
+    # Trackers are not a dependency of any stage: switching them off changes no hash.
+    set_params(repo, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
+    out = sh("dvc repro -f", repo).stdout
+    assert stages_ran(out) == {"etl", "train", "evaluate", "export"}
+    assert metrics_files(repo) == restored
+
+
+# --------------------------------------------------------------------------- failures and retries
+
+
+@pytest.fixture(scope="module")
+def sk_sweep(built, tmp_path_factory):
+    """Three linear experiments without trackers: one invalid, one killed once mid-run."""
+    repo = tmp_path_factory.mktemp("sk") / "repo"
+    shutil.copytree(built, repo, symlinks=True)
+    set_params(repo, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
+    sh("git commit -q -m 'no trackers' params.yaml", repo)
+    killed: list[str] = []
+
+    def kill_first_running_once(tasks):
+        # A real fault: the worker's experiment process is killed, as a crashed worker would.
+        running = [t for t in tasks if t.status == "Running" and t.name == "t1"]
+        if running and not killed:
+            sh("dvc queue kill t1", repo)
+            killed.append("t1")
+
+    with project_environ():
+        frame = run_sweep(
+            params={"model": ["linear"], "models.linear.alpha": [0.5, -1, 2.0]},
+            jobs=2,
+            repo=repo,
+            progress=False,
+            poll_seconds=1.0,
+            on_poll=kill_first_running_once,
+        )
+    return repo, frame, killed
+
+
+@pytest.mark.slow
+def test_a_failure_stays_alone_and_a_killed_experiment_is_retried(sk_sweep):
+    repo, frame, killed = sk_sweep
+    assert killed == ["t1"]
+    assert frame.loc["t2", "status"] == "failed" and frame.loc["t2", "attempts"] == 1
+    assert frame.loc["t2", "error"] == (
+        "error: params.yaml: models.linear.alpha: Input should be greater than 0 (got -1)"
+    )
+    assert frame.attrs["failed"] == {"t2": frame.loc["t2", "error"]}
+    assert frame.loc["t1", "status"] == "success" and frame.loc["t1", "attempts"] == 2
+    assert frame.loc["t3", "status"] == "success" and frame.loc["t3", "attempts"] == 1
+    assert frame["val.f1"].notna().sum() == 2 and frame.attrs["best"] in {"t1", "t3"}
+    assert list(frame.index)[-1] == "t2"  # failures last
+    assert_sweep_complete(repo, ["t1", "t3"], trackers=False, failed=["t2"])
+    logs = sh("dvc queue logs t2", repo).stdout
+    assert "error: params.yaml: models.linear.alpha: Input should be greater than 0" in logs
+
+
+@pytest.mark.slow
+def test_a_sklearn_experiment_replays_from_cache_and_reruns_identically(sk_sweep):
+    repo, frame, _ = sk_sweep
+    assert_replays(repo, "t3", exp_rows(repo)["t3"])
+
+
+# --------------------------------------------------------------------------- between machines
+
+
+@pytest.mark.slow
+def test_an_experiment_moves_between_two_clones(sk_sweep, tmp_path):
+    """Clone A pushes t1 to a bare git remote and the DVC remote; clone B gets it whole."""
+    a, _, _ = sk_sweep
+    storage, bare = tmp_path / "dvc-storage", tmp_path / "origin.git"
+    sh(f"git init -q --bare {bare}", tmp_path)
+    sh(f"dvc remote add -d -f shared {storage}", a)
+    sh("git commit -q -m 'shared remote' .dvc/config", a)
+    sh(f"git remote add origin {bare} && git push -q origin main", a)
+    sh("dvc exp push origin t1", a)
+    assert (storage / "files/md5").is_dir()
+
+    b = tmp_path / "b"
+    sh(f"git clone -q {bare} {b}", tmp_path)
+    sh("dvc exp pull origin t1", b)
+    assert "t1" in sh("dvc exp show --no-pager", b).stdout
+    sh("dvc exp apply t1", b)
+    sh("dvc pull", b)
+    out = sh("dvc repro", b).stdout
+    assert stages_ran(out) == set(), out
+    pushed = exp_rows(a)["t1"]
+    for key in ("val.f1", "test.f1", "test.accuracy", "onnx.max_abs_diff"):
+        assert metrics_files(b)[key] == pytest.approx(pushed[key], rel=1e-12), key
+    assert (b / "export/model/model.onnx").is_file()
+
+
+# --------------------------------------------------------------------------- the notebook
+
+
+@pytest.mark.slow
+def test_the_example_notebook_runs_a_sweep(built, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    repo = tmp_path / "repo"
+    shutil.copytree(built, repo, symlinks=True)
+    set_params(repo, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
+    sh("git commit -q -m 'no trackers' params.yaml", repo)
+    notebook = nbformat.read(repo / "notebooks/sweep.ipynb", as_version=4)
+    # The kernel imports this copy's code and runs with the tests' clean environment.
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(repo / "notebooks")}},
+    ).execute(env={**project_env(), "PYTHONPATH": str(repo / "src")})
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = next(o for o in outputs if o.output_type == "execute_result")["data"]["text/html"]
+    assert "t1" in html and "t2" in html and "success" in html
+    assert_sweep_complete(repo, ["t1", "t2"], trackers=False)
+
+
+def test_notebook_is_stored_without_outputs():
+    notebook = json.loads((ROOT / "notebooks/sweep.ipynb").read_text())
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert "run_sweep(" in "".join(code[0]["source"])
