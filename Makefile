@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench lock clean
+.PHONY: help install run test lint format bench sweep lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ format: install ## Format and fix imports
 
 bench: install ## Benchmarks (see benchmarks/)
 	python benchmarks/pipeline.py
+
+sweep: install ## Run a preset of sweeps.yaml on the DVC queue: make sweep PRESET=hgb-lr JOBS=2
+	python -m ml_project.sweeps run $(PRESET) -j $(or $(JOBS),2)
 
 lock: ## Re-resolve the pinned versions from pyproject.toml into requirements.lock
 	rm -rf /tmp/ml-project-lock && $(PYTHON) -m venv /tmp/ml-project-lock
