@@ -62,8 +62,16 @@ def stdlib_modules() -> set[str]:
     return set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
 
 
-def check_package_name(name: str, lock: Path) -> None:
-    """Raise InvalidAnswer unless `name` can be this project's import package."""
+def own_modules(project: Path) -> set[str]:
+    """Names the project's own code imports besides its package: its top-level folders
+    (`tests`, `stages`) and the stage scripts, whose folder is first on their sys.path."""
+    folders = {p.name for p in project.iterdir() if p.is_dir()}
+    return folders | {p.stem for p in (project / "stages").glob("*.py")}
+
+
+def check_package_name(name: str, project: Path) -> None:
+    """Raise InvalidAnswer unless `name` can be the import package of `project` (the files the
+    project is made from: requirements.lock, stages/)."""
     derived = package_name(name)
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         example = derived if re.fullmatch(r"[a-z_][a-z0-9_]*", derived) else "my_project"
@@ -82,7 +90,12 @@ def check_package_name(name: str, lock: Path) -> None:
             f"error: package_name: {name!r} would shadow the standard library module {name!r};"
             f" choose another name (e.g. {suggestion!r})"
         )
-    if name in dependency_modules(lock):
+    if name in own_modules(project):
+        raise InvalidAnswer(
+            f"error: package_name: {name!r} would clash with the project's own {name!r} (a"
+            f" folder or stage script); choose another name (e.g. {suggestion!r})"
+        )
+    if name in dependency_modules(project / "requirements.lock"):
         raise InvalidAnswer(
             f"error: package_name: {name!r} would shadow the dependency module {name!r}"
             f" (requirements.lock); choose another name (e.g. {suggestion!r})"
@@ -100,7 +113,7 @@ def checked_answers(answers: dict) -> str:
         raise InvalidAnswer(
             f"error: project_name: {name!r} gives an empty directory name; use letters or digits"
         )
-    check_package_name(answers["package_name"], ROOT / TEMPLATE_DIR / "requirements.lock")
+    check_package_name(answers["package_name"], ROOT / TEMPLATE_DIR)
     return "ok"
 
 

@@ -49,7 +49,7 @@ def test_regression_project_passes_its_own_lint_tests_and_pipeline(template, tmp
     run_in(project, "ruff check .")
     # The non-slow part of its suite: its slow tests copy and re-run whole pipelines, which
     # the template's own suite already covers for the identical code.
-    summary = run_in(project, "python -m pytest -m 'not slow' -q -p no:cacheprovider -x")
+    summary = run_in(project, "python -m pytest -m 'not slow' -q -p no:cacheprovider -n 2")
     assert " passed" in summary and "failed" not in summary
     run_in(project, "dvc repro")
 

@@ -202,6 +202,8 @@ BAD = {
     "package shadows stdlib": (["package_name=json"], "package_name", "standard library"),
     "package shadows a dependency": (["package_name=sklearn"], "package_name", "dependency"),
     "package shadows torch": (["package_name=torch"], "package_name", "dependency"),
+    "package clashes with tests/": (["package_name=tests"], "package_name", "project's own"),
+    "package clashes with a stage": (["package_name=train"], "package_name", "stage script"),
     "empty project name": (["project_name="], "project_name", "give the project a name"),
     "blank project name": (["project_name=  "], "project_name", "give the project a name"),
     "project name without letters": (["project_name=!!!"], "project_name", "letters or digits"),
@@ -266,7 +268,7 @@ def test_every_dependency_import_name_is_refused():
         if module.lower() != module:
             continue  # not a valid answer anyway
         try:
-            answers.check_package_name(module, ROOT / "requirements.lock")
+            answers.check_package_name(module, ROOT)
         except answers.InvalidAnswer:
             continue
         accepted.append(module)
