@@ -11,6 +11,7 @@ scikit-learn model) is reported as skipped.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,6 +105,96 @@ def _register_converters() -> None:
         )
 
     update_registered_converter(CastFloat32, "MlProjectCastFloat32", shape, convert)
+    if "ml_project.models.torch_estimator" in sys.modules:  # a torch model was loaded or built
+        _register_torch_converters()
+
+
+def _register_torch_converters() -> None:
+    """Teach skl2onnx the torch estimators, so they convert alone, in a pipeline, or inside
+    scikit-learn's ensembles: their own `onnx_model` graph is inlined, renamed, in place."""
+    import onnx
+    from onnx import helper
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+
+    from ml_project.models.torch_estimator import TorchClassifier, TorchRegressor
+
+    def shape_classifier(operator):
+        est, n = operator.raw_operator, operator.inputs[0].type.shape[0]
+        text = np.asarray(est.classes_).dtype.kind in "OUS"
+        operator.outputs[0].type = (StringTensorType if text else Int64TensorType)([n])
+        operator.outputs[1].type = FloatTensorType([n, len(est.classes_)])
+
+    def shape_regressor(operator):
+        operator.outputs[0].type = FloatTensorType([operator.inputs[0].type.shape[0], 1])
+
+    def inline(scope, operator, container, outputs: dict[str, str]) -> None:
+        net = operator.raw_operator.onnx_model(container.target_opset)
+        # Appended nodes are not seen by skl2onnx's opset bookkeeping: declare the version.
+        container.node_domain_version_pair_sets.add(("", container.target_opset))
+        prefix = scope.get_unique_variable_name("torch") + "/"
+        names = {"features": operator.inputs[0].full_name, **outputs}
+
+        def rename(name: str) -> str:
+            return names.get(name, prefix + name) if name else name
+
+        for init in net.graph.initializer:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(init)
+            copy.name = rename(init.name)
+            container.initializers.append(copy)
+        for node in net.graph.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = prefix + node.name
+            copy.input[:] = [rename(i) for i in node.input]
+            copy.output[:] = [rename(o) for o in node.output]
+            container.nodes.append(copy)
+
+    def convert_classifier(scope, operator, container):
+        est = operator.raw_operator
+        probabilities = operator.outputs[1].full_name
+        inline(scope, operator, container, {"probabilities": probabilities})
+        classes = np.asarray(est.classes_)
+        classes = (
+            classes.astype(object) if classes.dtype.kind in "OUS" else classes.astype(np.int64)
+        )
+        name = scope.get_unique_variable_name("classes")
+        container.initializers.append(onnx.numpy_helper.from_array(classes, name))
+        index = scope.get_unique_variable_name("index")
+        container.nodes.append(
+            helper.make_node(
+                "ArgMax",
+                [probabilities],
+                [index],
+                axis=1,
+                keepdims=0,
+                name=scope.get_unique_operator_name("ArgMax"),
+            )
+        )
+        container.nodes.append(
+            helper.make_node(
+                "Gather",
+                [name, index],
+                [operator.outputs[0].full_name],
+                axis=0,
+                name=scope.get_unique_operator_name("Gather"),
+            )
+        )
+
+    def convert_regressor(scope, operator, container):
+        inline(scope, operator, container, {"variable": operator.outputs[0].full_name})
+
+    update_registered_converter(
+        TorchClassifier,
+        "MlProjectTorchClassifier",
+        shape_classifier,
+        convert_classifier,
+        options={"zipmap": [False, True], "nocl": [False, True]},
+    )
+    update_registered_converter(
+        TorchRegressor, "MlProjectTorchRegressor", shape_regressor, convert_regressor
+    )
 
 
 def signature(manifest: Manifest, classes) -> dict:
@@ -126,8 +217,6 @@ def to_onnx(pipeline, sig: dict):
     from skl2onnx import convert_sklearn
 
     _register_converters()
-    if hasattr(pipeline[-1], "onnx_model"):
-        return _embed_signature(_with_own_model(pipeline, sig), sig)
     initial = _initial_types(sig)
     options = None
     if sig["task"] == "classification":
@@ -153,67 +242,6 @@ def _embed_signature(onx, sig: dict):
     entry.key = SIGNATURE_KEY
     entry.value = json.dumps(sig)
     return onx
-
-
-def _with_own_model(pipeline, sig: dict):
-    """Preprocessing (skl2onnx) joined to a model that exports itself (`onnx_model`).
-
-    The model's graph takes the preprocessed `features`; a classifier's graph returns
-    `probabilities`, to which an ArgMax + Gather over the classes adds `label`, so the outputs
-    match skl2onnx's classifiers: (label, probabilities), or (variable,) for regression.
-    """
-    import onnx
-    from onnx import compose, helper, numpy_helper
-    from skl2onnx import convert_sklearn
-
-    prep = convert_sklearn(
-        pipeline[:-1], initial_types=_initial_types(sig), target_opset=ONNX_OPSET
-    )
-    prep = compose.add_prefix(prep, "preprocess/", rename_inputs=False)
-    # merge_models needs one opset per domain: the net follows what skl2onnx chose.
-    opset = next(o.version for o in prep.opset_import if o.domain in ("", "ai.onnx"))
-    net = compose.add_prefix(pipeline[-1].onnx_model(opset), "model/")
-    net.ir_version = prep.ir_version = max(net.ir_version, prep.ir_version)
-    merged = compose.merge_models(prep, net, io_map=[(prep.graph.output[0].name, "model/features")])
-    graph = merged.graph
-    if sig["task"] == "classification":
-        classes = np.asarray(sig["classes"])
-        const = numpy_helper.from_array(
-            classes.astype(object) if classes.dtype.kind in "OUS" else classes.astype(np.int64),
-            "model/classes",
-        )
-        graph.initializer.append(const)
-        graph.node.extend(
-            [
-                helper.make_node(
-                    "ArgMax", ["model/probabilities"], ["model/index"], axis=1, keepdims=0
-                ),
-                helper.make_node("Gather", ["model/classes", "model/index"], ["label"], axis=0),
-                helper.make_node("Identity", ["model/probabilities"], ["probabilities"]),
-            ]
-        )
-        label_type = (
-            onnx.TensorProto.STRING
-            if const.data_type == onnx.TensorProto.STRING
-            else onnx.TensorProto.INT64
-        )
-        del graph.output[:]
-        graph.output.extend(
-            [
-                helper.make_tensor_value_info("label", label_type, [None]),
-                helper.make_tensor_value_info(
-                    "probabilities", onnx.TensorProto.FLOAT, [None, len(classes)]
-                ),
-            ]
-        )
-    else:
-        graph.node.append(helper.make_node("Identity", ["model/variable"], ["variable"]))
-        del graph.output[:]
-        graph.output.append(
-            helper.make_tensor_value_info("variable", onnx.TensorProto.FLOAT, [None, 1])
-        )
-    onnx.checker.check_model(merged)
-    return merged
 
 
 def onnx_feeds(session, frame: pd.DataFrame, sig: dict) -> dict[str, np.ndarray]:
