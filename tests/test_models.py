@@ -10,6 +10,7 @@ from ml_project.data import coerce_features, validate
 from ml_project.export import compare, native_outputs, onnx_feeds, onnx_outputs, signature, to_onnx
 from ml_project.metrics import METRICS
 from ml_project.models import MODELS, get_spec
+from ml_project.models.ensembles import ENSEMBLES
 from ml_project.models.preprocessing import build_pipeline, preprocessor
 from ml_project.params import ExportParams
 from ml_project.persistence import load_native, save_native
@@ -49,6 +50,10 @@ def fitted(name: str, task: str):
         hp = spec.hyperparams(n_estimators=15)
     if spec.per_epoch:
         hp = spec.hyperparams(max_epochs=8)
+    if name in ENSEMBLES:  # a scikit-learn member, a boosted one and a torch one, kept small
+        hp = spec.hyperparams(
+            members={"linear": {}, "hgb": {"max_iter": 10}, "mlp": {"max_epochs": 5}}
+        )
     metric = METRICS["f1" if task == "classification" else "rmse"]
     pipe = build_pipeline(preprocessor(manifest, spec.scale), spec.build(task, hp, 0, metric))
     return pipe.fit(X, y), X, y, manifest
@@ -161,5 +166,7 @@ def test_failed_parity_leaves_no_export_behind(tmp_path):
         UserError, match=r"export.onnx: parity check failed: max abs diff .* exceeds atol=0"
     ):
         export.run(model, manifest, ExportParams(atol=0, rtol=0), tmp_path / "data", out)
-    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert {
+        str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()
+    } == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "export", "model.skops"]

@@ -47,9 +47,12 @@ class Parity:
 
 
 def native_outputs(pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
-    """What parity compares: class probabilities, or regression predictions."""
+    """What parity compares: class probabilities, regression predictions, or for a
+    classifier without probabilities (hard voting) the index of each predicted class."""
     if task == "classification" and hasattr(pipeline, "predict_proba"):
         return pipeline.predict_proba(X)
+    if task == "classification":
+        return np.searchsorted(pipeline.classes_, pipeline.predict(X)).astype(np.float64)
     return np.asarray(pipeline.predict(X), dtype=np.float64)
 
 
@@ -269,6 +272,8 @@ def export_onnx(pipeline, sig: dict, X_test, native, staging: Path, params: Expo
     path.write_bytes(to_onnx(pipeline, sig).SerializeToString())
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     labels, values = onnx_outputs(session, onnx_feeds(session, X_test, sig), sig["task"])
+    if sig["task"] == "classification" and not hasattr(pipeline, "predict_proba"):
+        values = np.searchsorted(np.asarray(sig["classes"]), labels).astype(np.float64)
     pair = (
         (np.asarray(pipeline.predict(X_test)), labels) if sig["task"] == "classification" else None
     )

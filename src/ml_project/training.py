@@ -93,6 +93,8 @@ class TrainResult:
 
 def _outputs(model, out: np.ndarray, task: str):
     """(predictions, probabilities or None) from a staged output."""
+    if task == "classification" and np.ndim(out) == 1:  # labels only (hard voting)
+        return out, None
     if task == "classification":
         return model.classes_[np.argmax(out, axis=1)], out
     return out, None

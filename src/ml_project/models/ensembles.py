@@ -1,0 +1,166 @@
+"""Ensembles of registered models: `voting` and `stacking`, built on scikit-learn's own.
+
+Members are other registry entries, scikit-learn or torch alike (the torch estimators follow
+the estimator contract, so scikit-learn can clone and cross-validate them). Each member is
+configured inside the ensemble's own block, so that `models.<ensemble>` alone decides what
+trains, and DVC re-runs it exactly when that block changes:
+
+    voting:
+      members: [linear, hgb, mlp]          # each with its defaults
+    stacking:
+      members:                             # or with settings (unset keys keep defaults)
+        hgb: {learning_rate: 0.05}
+        mlp: {max_epochs: 30}
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ml_project.errors import ParamsError
+from ml_project.models.base import MODELS, Hyperparams, ModelSpec, get_spec, register
+from ml_project.params import parse_section
+
+ENSEMBLES = ("voting", "stacking")
+
+
+class EnsembleParams(Hyperparams):
+    name: ClassVar[str] = ""
+    members: tuple[str, ...] | dict[str, dict[str, Any] | None] = Field(
+        ("linear", "hgb", "mlp"), validate_default=True
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _as_dict(cls, value):
+        names = list(value)
+        if len(names) < 2:
+            raise ValueError("an ensemble needs at least 2 members")
+        if len(set(names)) != len(names):
+            raise ValueError("a member is named twice")
+        return value if isinstance(value, dict) else dict.fromkeys(value)
+
+    @model_validator(mode="after")
+    def _members_are_valid(self):
+        self.member_params()  # raises a ParamsError naming the member and key
+        return self
+
+    def member_params(self) -> dict[str, Hyperparams]:
+        """Each member's validated hyperparameters, keyed by registry name."""
+        parsed = {}
+        for member, block in self.members.items():
+            key = f"models.{self.name}.members.{member}"
+            valid = [n for n in MODELS if n not in ENSEMBLES]
+            if member not in valid:
+                raise ParamsError(
+                    f"params.yaml: {key}: not a model that can be a member "
+                    f"(valid: {', '.join(valid)})"
+                )
+            parsed[member] = parse_section(get_spec(member).hyperparams, block, key)
+        return parsed
+
+
+class VotingParams(EnsembleParams):
+    name: ClassVar[str] = "voting"
+    voting: Literal["soft", "hard"] = Field("soft", description="classification only")
+    weights: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_weight_per_member(self):
+        if self.weights is not None and len(self.weights) != len(self.members):
+            raise ValueError(
+                f"needs one weight per member ({len(self.members)}), got {len(self.weights)}"
+            )
+        return self
+
+
+class StackingParams(EnsembleParams):
+    name: ClassVar[str] = "stacking"
+    final_estimator: str = Field("linear", description="the meta-learner, a registry name")
+    cv: int = Field(5, ge=2, description="folds of the out-of-fold member predictions")
+    passthrough: bool = False
+
+    @field_validator("final_estimator")
+    @classmethod
+    def _registered(cls, value):
+        valid = [n for n in MODELS if n not in ENSEMBLES]
+        if value not in valid:
+            raise ValueError(f"unknown model '{value}' (valid: {', '.join(valid)})")
+        return value
+
+
+def _members(task, hp: EnsembleParams, seed, metric) -> list[tuple[str, Any]]:
+    """(name, estimator) pairs; members that want scaled inputs get their own scaler."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    members = []
+    for name, params in hp.member_params().items():
+        spec = get_spec(name)
+        est = spec.build(task, params, seed, metric)
+        members.append((name, make_pipeline(StandardScaler(), est) if spec.scale else est))
+    return members
+
+
+def _build_voting(task, hp: VotingParams, seed, metric):
+    from sklearn.ensemble import VotingClassifier, VotingRegressor
+
+    members = _members(task, hp, seed, metric)
+    if task == "classification":
+        # flatten_transform only shapes transform(); skl2onnx converts the unflattened form.
+        return VotingClassifier(
+            members, voting=hp.voting, weights=hp.weights, flatten_transform=False
+        )
+    return VotingRegressor(members, weights=hp.weights)
+
+
+def _build_stacking(task, hp: StackingParams, seed, metric):
+    from sklearn.ensemble import StackingClassifier, StackingRegressor
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    final_spec = get_spec(hp.final_estimator)
+    final = final_spec.build(task, final_spec.hyperparams(), seed, metric)
+    if task == "classification":
+        folds = StratifiedKFold(hp.cv, shuffle=True, random_state=seed)
+        cls = StackingClassifier
+    else:
+        folds = KFold(hp.cv, shuffle=True, random_state=seed)
+        cls = StackingRegressor
+    return cls(
+        _members(task, hp, seed, metric),
+        final_estimator=final,
+        cv=folds,
+        passthrough=hp.passthrough,
+    )
+
+
+def _members_after_fit(model) -> None:
+    """Run each fitted member's own `after_fit` (e.g. hgb's float32-exact thresholds)."""
+    for name, fitted in model.named_estimators_.items():
+        spec = get_spec(name)
+        if spec.after_fit is not None:
+            spec.after_fit(fitted[-1] if hasattr(fitted, "steps") else fitted)
+
+
+register(
+    ModelSpec(
+        "voting",
+        VotingParams,
+        _build_voting,
+        scale=False,
+        after_fit=_members_after_fit,
+        description="soft/hard voting (classification), averaging (regression)",
+    )
+)
+register(
+    ModelSpec(
+        "stacking",
+        StackingParams,
+        _build_stacking,
+        scale=False,
+        after_fit=_members_after_fit,
+        description="a meta-learner on out-of-fold member predictions",
+    )
+)
