@@ -220,6 +220,9 @@ def to_onnx(pipeline, sig: dict):
     from skl2onnx import convert_sklearn
 
     _register_converters()
+    folds = getattr(pipeline[-1], "pipelines", None)  # a FoldEnsemble of CV fold pipelines
+    if folds is not None:
+        return _embed_signature(_average([to_onnx(p, sig) for p in folds], sig), sig)
     initial = _initial_types(sig)
     options = None
     if sig["task"] == "classification":
@@ -238,6 +241,47 @@ def _initial_types(sig: dict) -> list:
         )
         for f in sig["features"]
     ]
+
+
+def _average(models: list, sig: dict):
+    """One graph running every model on the same inputs and averaging their probabilities
+    (then ArgMax over the classes for the label) or predictions."""
+    import onnx
+    from onnx import compose, helper, numpy_helper
+
+    nodes, initializers, outputs = [], [], []
+    for k, model in enumerate(models, start=1):
+        model = compose.add_prefix(model, f"fold{k}/", rename_inputs=False)
+        nodes += model.graph.node
+        initializers += model.graph.initializer
+        outputs.append([o.name for o in model.graph.output])
+    classification = sig["task"] == "classification"
+    parts = [names[1] if classification else names[0] for names in outputs]
+    initializers.append(numpy_helper.from_array(np.array([len(models)], np.float32), "folds/k"))
+    nodes += [
+        helper.make_node("Sum", parts, ["folds/sum"]),
+        helper.make_node(
+            "Div", ["folds/sum", "folds/k"], ["probabilities" if classification else "variable"]
+        ),
+    ]
+    first = models[0].graph
+    if classification:
+        label = next(o for o in first.output if o.name == "label")
+        classes = np.asarray(sig["classes"])
+        const = classes.astype(object) if classes.dtype.kind in "OUS" else classes.astype(np.int64)
+        initializers.append(numpy_helper.from_array(const, "folds/classes"))
+        nodes += [
+            helper.make_node("ArgMax", ["probabilities"], ["folds/index"], axis=1, keepdims=0),
+            helper.make_node("Gather", ["folds/classes", "folds/index"], ["label"], axis=0),
+        ]
+        outs = [label, next(o for o in first.output if o.name == "probabilities")]
+    else:
+        outs = [next(o for o in first.output if o.name == "variable")]
+    graph = helper.make_graph(nodes, "fold_ensemble", list(first.input), outs, initializers)
+    merged = helper.make_model(graph, opset_imports=list(models[0].opset_import))
+    merged.ir_version = models[0].ir_version
+    onnx.checker.check_model(merged)
+    return merged
 
 
 def _embed_signature(onx, sig: dict):

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ml_project.errors import ParamsError
 
@@ -67,6 +74,17 @@ class TrainParams(Section):
     resume: bool = Field(
         True, description="torch models: continue a killed run from its last epoch checkpoint"
     )
+    cv_folds: int = Field(0, ge=0, description="K-fold cross-validation; 0: off")
+    cv_final: Literal["refit", "ensemble"] = Field(
+        "refit", description="after CV: refit on train+val, or average the K fold models"
+    )
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds_are_off_or_several(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (off) or at least 2")
+        return value
 
 
 class ExportParams(Section):

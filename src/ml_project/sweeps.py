@@ -14,11 +14,13 @@ failed and why.
     python -m ml_project.sweeps list
     python -m ml_project.sweeps run hgb-lr -j 2
     python -m ml_project.sweeps run -S 'model=rf,hgb' -S 'models.hgb.learning_rate=0.05,0.1'
+    dvc exp run -n $(python -m ml_project.sweeps next-name) -S model=rf   # one, named t<n>
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import re
@@ -327,7 +329,11 @@ class Sweep:
             say(f"{task.name}: failed ({reason}); queueing it again")
             task.notes.append(reason)
             task.attempts += 1
+            failed_rev = task.rev
             self._queue(repo, task)
+            # The failed attempt would show in `dvc exp show` as a second, failed row under
+            # the same name; its reason is kept in the sweep's results instead.
+            queue.remove([failed_rev])
             self.start_workers(queue)
             return
         task.status, task.error = "Failed", reason
@@ -363,9 +369,10 @@ def run_sweep(
         on_poll: called with the tasks after each check (tests use it to inject faults).
 
     Returns:
-        A DataFrame indexed by experiment name with `status`, `attempts`, `error`, the swept
-        params, and every metric (`val.f1`, `test.f1`, ...); `best` marks the best success by
-        `train.metric` on the validation split. `df.attrs` holds `metric`, `best`, `failed`.
+        A DataFrame indexed by experiment name with `status`, `attempts`, `error`,
+        `retried_after` (why earlier attempts failed), the swept params, and every metric
+        (`val.f1`, `test.f1`, ...), best first; `best` marks the best success by `train.metric`
+        on the validation split. `df.attrs` holds `metric`, `params`, `best`, `failed`.
     """
     from dvc.repo import Repo
 
@@ -398,11 +405,13 @@ def run_sweep(
     names = names_for(root, len(points), name)
     tasks = [Task(n, p) for n, p in zip(names, points, strict=True)]
     sweep = Sweep(root, tasks, jobs, retries, timeout)
-    sweep.queue_all()
-    with sweep._repo() as r:
-        sweep.start_workers(r.experiments.celery_queue)
-    _wait(sweep, say, progress, poll_seconds, on_poll)
-    return results(root, tasks, base)
+    # DVC resolves the params file of `-S` against the working directory, not the repo.
+    with contextlib.chdir(root):
+        sweep.queue_all()
+        with sweep._repo() as r:
+            sweep.start_workers(r.experiments.celery_queue)
+        _wait(sweep, say, progress, poll_seconds, on_poll)
+        return results(root, tasks, base)
 
 
 def _read_params(root: Path) -> dict[str, Any]:
@@ -465,6 +474,7 @@ def results(root: Path, tasks: list[Task], base: Mapping[str, Any]) -> pd.DataFr
             "status": "success" if task.status == "Success" else "failed",
             "attempts": task.attempts,
             "error": task.error,
+            "retried_after": "; ".join(task.notes),
         }
         record.update({k: task.point.get(k) for k in swept})
         shown = rows.get(task.name) if task.status == "Success" else None
@@ -494,10 +504,12 @@ def results(root: Path, tasks: list[Task], base: Mapping[str, Any]) -> pd.DataFr
 
 
 def table(frame: pd.DataFrame) -> str:
-    """The comparison: name (best starred), swept params, selection and test metrics, status."""
+    """The comparison: name (best starred), the params that vary, selection and test metric."""
     metric = frame.attrs.get("metric", "")
     metrics = [c for c in (metric, metric.replace("val.", "test.", 1)) if c in frame]
-    shown = frame[[*frame.attrs.get("params", []), *metrics]].copy()
+    swept = frame.attrs.get("params", [])
+    varied = [c for c in swept if frame[c].astype(str).nunique() > 1] or swept
+    shown = frame[[*varied, *metrics]].copy()
     shown.insert(0, "best", ["*" if b else "" for b in frame["best"]])
     status = [
         "success" if s == "success" else f"FAILED: {e}"
@@ -523,8 +535,11 @@ class _Parser(argparse.ArgumentParser):
 @exits_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="python -m ml_project.sweeps", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{list,run}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{list,run,next-name}")
     commands.add_parser("list", help="the presets of sweeps.yaml")
+    commands.add_parser(
+        "next-name", help="print the next free t<n>, e.g. dvc exp run -n $(... next-name)"
+    )
     run = commands.add_parser("run", help="run a preset or a -S grid through the queue")
     run.add_argument("preset", nargs="?", help="a preset of sweeps.yaml")
     run.add_argument(
@@ -541,6 +556,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, help="seconds before a running experiment is killed")
     args = parser.parse_args(argv)
 
+    if args.command == "next-name":
+        from dvc.repo import Repo
+
+        root = Path(Repo.find_root())
+        print(next_names(existing_names(root), 1)[0])
+        return 0
     if args.command == "list":
         from dvc.repo import Repo
 

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ml_project import metrics as M
+from ml_project.atomic import atomic_dir
 from ml_project.data import PROCESSED_DIR, Manifest, load_split, read_manifest
 from ml_project.errors import ParamsError, UserError
 from ml_project.models import get_spec, parse_models
@@ -34,6 +35,8 @@ from ml_project.persistence import MODEL_PATH, save_native
 from ml_project.tracking import RunInfo, Trackers, dvc_tags, open_trackers, write_run_ids
 
 INFO_PATH = Path("models/train_info.json")
+# Cross-validation outputs: folds.json always (`{"cv_folds": 0}` when off), oof.parquet with CV.
+CV_DIR = Path("models/cv")
 # Per-epoch training state of torch models; removed when training completes (not a DVC output).
 CHECKPOINT_PATH = Path("checkpoints/train.pt")
 
@@ -85,6 +88,7 @@ class TrainResult:
     input_example: Any  # a few raw training rows, for tracker model signatures
     history: list[dict[str, float]] = field(default_factory=list)
     fit_seconds: float = 0.0
+    cv: Any = None  # a cv.CvOutcome when `train.cv_folds` is on
 
     @property
     def final(self) -> dict[str, float]:
@@ -141,7 +145,7 @@ def _training_failed(config: TrainConfig, exc: Exception) -> UserError:
     return UserError(f"models.{config.model}: training failed: {first}")
 
 
-def _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start, splits) -> TrainResult:
+def _fit_per_epoch(config, pipeline, metric, log, checkpoint, start, splits) -> TrainResult:
     """Fit the preprocessing, then the estimator epoch by epoch on the transformed splits.
 
     One step per epoch; a last step holds every val metric of the final model, which is the
@@ -153,8 +157,8 @@ def _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start, splits
     prep, model = pipeline[:-1], pipeline[-1]
     result = TrainResult(pipeline, X_train.head(5))
 
-    def log(row: dict[str, float], epoch: int) -> None:
-        trackers.log_metrics(row, epoch)
+    def on_epoch(row: dict[str, float], epoch: int) -> None:
+        log(row, epoch)
         result.history.append(row)
 
     Xt_train = prep.fit_transform(X_train, y_train)
@@ -164,7 +168,7 @@ def _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start, splits
             Xt_train,
             y_train,
             eval_set=(Xt_val, y_val),
-            callbacks=[log],
+            callbacks=[on_epoch],
             checkpoint=checkpoint,
             resume=config.train.resume,
         )
@@ -175,36 +179,21 @@ def _fit_per_epoch(config, pipeline, metric, trackers, checkpoint, start, splits
     out_train = _final_outputs(pipeline, X_train, task)
     row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, final=True)
     row["train/best_epoch"] = float(model.best_epoch_)
-    log(row, len(result.history))
+    on_epoch(row, len(result.history))
     return result
 
 
-def fit(
-    config: TrainConfig,
-    manifest: Manifest,
-    trackers: Trackers | None = None,
-    data_dir: Path = PROCESSED_DIR,
-    checkpoint: Path | None = None,
-) -> TrainResult:
-    """Fit the configured model on the train split and log one curve step per iteration
-    (per epoch for torch models, which also checkpoint to `checkpoint` and resume from it).
-
-    Usable from a notebook: `fit(load_train_config(), read_manifest())`.
-    """
-    trackers = trackers or Trackers([])
+def _fit_one(config, manifest, splits, log, checkpoint=None) -> TrainResult:
+    """Fit one pipeline on `splits` = (X_train, y_train, X_val, y_val), logging its curve."""
+    X_train, y_train, X_val, y_val = splits
     task = manifest.task
     spec = get_spec(config.model)
     metric = M.selection_metric(config.train.metric, task)
-    X_train, y_train = load_split("train", manifest, data_dir)
-    X_val, y_val = load_split("val", manifest, data_dir)
-
     estimator = spec.build(task, config.hyperparams, config.train.seed, metric)
     pipeline = build_pipeline(preprocessor(manifest, spec.scale), estimator)
     start = time.perf_counter()
     if spec.per_epoch:
-        return _fit_per_epoch(
-            config, pipeline, metric, trackers, checkpoint, start, (X_train, y_train, X_val, y_val)
-        )
+        return _fit_per_epoch(config, pipeline, metric, log, checkpoint, start, splits)
     try:
         pipeline.fit(X_train, y_train)
     except ValueError as exc:
@@ -223,9 +212,47 @@ def fit(
     # One step held back, so the last one is known without keeping every stage in memory.
     for step, ((out_train, out_val), last) in enumerate(_with_last(stages)):
         row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, last)
-        trackers.log_metrics(row, step)
+        log(row, step)
         result.history.append(row)
     return result
+
+
+def fit(
+    config: TrainConfig,
+    manifest: Manifest,
+    trackers: Trackers | None = None,
+    data_dir: Path = PROCESSED_DIR,
+    checkpoint: Path | None = None,
+) -> TrainResult:
+    """Fit the configured model on the train split and log one curve step per iteration
+    (per epoch for torch models, which also checkpoint to `checkpoint` and resume from it).
+    With `train.cv_folds`, cross-validate instead (see `cv.py`).
+
+    Usable from a notebook: `fit(load_train_config(), read_manifest())`.
+    """
+    trackers = trackers or Trackers([])
+    X_train, y_train = load_split("train", manifest, data_dir)
+    X_val, y_val = load_split("val", manifest, data_dir)
+    splits = (X_train, y_train, X_val, y_val)
+    if config.train.cv_folds:
+        from ml_project.cv import cross_validate
+
+        try:
+            cv = cross_validate(config, manifest, splits, trackers, _fit_one)
+        except ValueError as exc:
+            raise _training_failed(config, exc) from None
+        return TrainResult(cv.pipeline, X_train.head(5), cv.history, cv.fit_seconds, cv)
+    return _fit_one(config, manifest, splits, trackers.log_metrics, checkpoint)
+
+
+def write_cv(result: TrainResult, out_dir: Path) -> None:
+    """`folds.json` (per-fold and summary metrics) and `oof.parquet` (out-of-fold
+    predictions); only `{"cv_folds": 0}` when cross-validation is off."""
+    with atomic_dir(out_dir) as staging:
+        summary = {"cv_folds": 0} if result.cv is None else result.cv.summary
+        (staging / "folds.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if result.cv is not None:
+            result.cv.oof.to_parquet(staging / "oof.parquet", index=False)
 
 
 def run(
@@ -254,6 +281,7 @@ def run(
         trackers.log_params(config.run_params())
         result = fit(config, manifest, trackers, data_dir, CHECKPOINT_PATH)
         save_native(result.pipeline, model_path)
+        write_cv(result, CV_DIR)
         info = {
             "model": config.model,
             "task": manifest.task,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
+from sklearn.base import BaseEstimator
 
 from ml_project.errors import ParamsError
 from ml_project.models.base import MODELS, Hyperparams, ModelSpec, get_spec, register
@@ -164,3 +166,34 @@ register(
         description="a meta-learner on out-of-fold member predictions",
     )
 )
+
+
+class FoldEnsemble(BaseEstimator):
+    """The K fitted fold pipelines of a cross-validation (`train.cv_final: ensemble`),
+    averaged: class probabilities, or predictions for regression. Each pipeline takes the raw
+    columns and holds its own fitted preprocessing."""
+
+    def __init__(self, pipelines=None, task: str = "classification"):
+        self.pipelines = pipelines
+        self.task = task
+
+    def fit(self, X, y):
+        """Refit every fold pipeline on (X, y); CV builds this already fitted."""
+        for pipeline in self.pipelines:
+            pipeline.fit(X, y)
+        return self
+
+    @property
+    def classes_(self):
+        return self.pipelines[0].classes_
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def predict_proba(self, X) -> np.ndarray:
+        return np.mean([p.predict_proba(X) for p in self.pipelines], axis=0)
+
+    def predict(self, X) -> np.ndarray:
+        if self.task == "classification":
+            return np.asarray(self.classes_)[np.argmax(self.predict_proba(X), axis=1)]
+        return np.mean([np.asarray(p.predict(X), dtype=np.float64) for p in self.pipelines], 0)

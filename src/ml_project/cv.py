@@ -1,0 +1,144 @@
+"""K-fold cross-validation of the active model (`train.cv_folds: K`, 0 is off).
+
+The folds split train+val: stratified for classification, shuffled with `train.seed`. Each
+fold trains exactly like a normal run, its held-out part serving as the val split (early
+stopping, curves). Naming, the same in every tracker:
+
+- `fold<k>/train/loss`, `fold<k>/val/<metric>`: fold k's curve, steps from 0 per fold;
+- `fold<k>/val/<metric>` at the last step: fold k's final metrics (all of them);
+- `cv/<metric>_mean`, `cv/<metric>_std`: across folds, at the last step; the DVC metrics
+  `dvc exp show` compares.
+
+Rows are merged by step and logged once all folds are done, so every tracker receives the
+same names on the same, increasing steps (W&B drops a step lower than one it has seen).
+
+The final model is `train.cv_final`: `refit` trains the model once more on train+val (a torch
+model for the folds' mean best epoch count, without early stopping); `ensemble` keeps the K
+fold models and averages them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml_project import metrics as M
+from ml_project.models import get_spec
+from ml_project.models.preprocessing import build_pipeline, preprocessor
+
+Log = Callable[[dict[str, float], int], None]
+
+
+@dataclass
+class CvOutcome:
+    pipeline: Any
+    history: list[dict[str, float]]
+    oof: pd.DataFrame  # out-of-fold predictions, one row per train+val row
+    summary: dict[str, Any]  # folds.json
+    fit_seconds: float = 0.0
+    fold_pipelines: list[Any] = field(default_factory=list)
+
+
+def splitter(task: str, folds: int, seed: int):
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    cls = StratifiedKFold if task == "classification" else KFold
+    return cls(folds, shuffle=True, random_state=seed)
+
+
+def _collector(rows: dict[int, dict[str, float]], prefix: str) -> Log:
+    def log(row: dict[str, float], step: int) -> None:
+        rows.setdefault(step, {}).update({f"{prefix}{k}": v for k, v in row.items()})
+
+    return log
+
+
+def _predictions(pipeline, X, task) -> tuple[np.ndarray, np.ndarray | None]:
+    pred = np.asarray(pipeline.predict(X))
+    if task == "classification" and hasattr(pipeline, "predict_proba"):
+        return pred, pipeline.predict_proba(X)
+    return pred, None
+
+
+def cross_validate(config, manifest, splits, trackers, fit_one) -> CvOutcome:
+    """Train the K folds with `fit_one(config, manifest, splits, log)`, then the final model.
+
+    Returns the final pipeline, the merged curve (already logged to `trackers`), the
+    out-of-fold predictions and the per-fold / summary metrics.
+    """
+    X_train, y_train, X_val, y_val = splits
+    X = pd.concat([X_train, X_val], ignore_index=True)
+    y = np.concatenate([np.asarray(y_train), np.asarray(y_val)])
+    task, k_folds, seed = manifest.task, config.train.cv_folds, config.train.seed
+    start = time.perf_counter()
+
+    rows: dict[int, dict[str, float]] = {}
+    finals, pipelines, best_epochs, oof_parts = [], [], [], []
+    for k, (tr, va) in enumerate(splitter(task, k_folds, seed).split(X, y), start=1):
+        fold = (X.iloc[tr], y[tr], X.iloc[va], y[va])
+        result = fit_one(config, manifest, fold, _collector(rows, f"fold{k}/"))
+        finals.append({key[4:]: v for key, v in result.history[-1].items() if key[:4] == "val/"})
+        pipelines.append(result.pipeline)
+        best_epochs.append(getattr(result.pipeline[-1], "best_epoch_", None))
+        pred, proba = _predictions(result.pipeline, X.iloc[va], task)
+        part = pd.DataFrame({"row": va, "fold": k, "target": y[va], "prediction": pred})
+        if proba is not None:
+            for j, cls in enumerate(result.pipeline.classes_):
+                part[f"proba_{cls}"] = proba[:, j]
+        oof_parts.append(part)
+
+    if config.train.cv_final == "ensemble":
+        from sklearn.pipeline import Pipeline
+
+        from ml_project.models.ensembles import FoldEnsemble
+
+        pipeline = Pipeline([("model", FoldEnsemble(pipelines, task))])
+    else:
+        pipeline = _refit(config, manifest, X, y, best_epochs, _collector(rows, ""))
+
+    summary_row = {f"fold{k}/val/{m}": v for k, f in enumerate(finals, 1) for m, v in f.items()}
+    stats = {}
+    for m in finals[0]:
+        values = np.array([f[m] for f in finals], dtype=np.float64)
+        stats[m] = {"mean": float(values.mean()), "std": float(values.std())}
+        summary_row[f"cv/{m}_mean"], summary_row[f"cv/{m}_std"] = stats[m].values()
+    rows[max(rows, default=-1) + 1] = summary_row
+    history = [rows[step] for step in sorted(rows)]
+    for step in sorted(rows):
+        trackers.log_metrics(rows[step], step)
+
+    oof = pd.concat(oof_parts).sort_values("row").reset_index(drop=True)
+    metric = M.selection_metric(config.train.metric, task)
+    summary = {
+        "cv_folds": k_folds,
+        "final": config.train.cv_final,
+        "metric": metric.name,
+        "folds": [{"fold": k, **f} for k, f in enumerate(finals, 1)],
+        "summary": stats,
+    }
+    return CvOutcome(
+        pipeline, history, oof, summary, time.perf_counter() - start, fold_pipelines=pipelines
+    )
+
+
+def _refit(config, manifest, X, y, best_epochs, log: Log):
+    """The model once more on all of train+val. Torch models train for the folds' mean best
+    epoch count (there is no val split left to stop on); their curve has `train/loss` only."""
+    spec = get_spec(config.model)
+    metric = M.selection_metric(config.train.metric, manifest.task)
+    estimator = spec.build(manifest.task, config.hyperparams, config.train.seed, metric)
+    fit_params = {}
+    if spec.per_epoch:
+        epochs = max(1, round(float(np.mean([b + 1 for b in best_epochs]))))
+        estimator.set_params(max_epochs=epochs, patience=0)
+        fit_params["model__callbacks"] = [log]
+    pipeline = build_pipeline(preprocessor(manifest, spec.scale), estimator)
+    pipeline.fit(X, y, **fit_params)
+    if spec.after_fit is not None:
+        spec.after_fit(pipeline[-1])
+    return pipeline
