@@ -21,9 +21,9 @@ LEFTOVERS = ("mlflow.db", "mlruns", "mlartifacts", "wandb", "dvclive", "checkpoi
 @contextlib.contextmanager
 def project_environ():
     """Run in-process code (and the queue workers it starts) in the tests' clean environment."""
-    saved = dict(os.environ)
+    saved, clean = dict(os.environ), project_env()
     os.environ.clear()
-    os.environ.update(project_env())
+    os.environ.update(clean)
     try:
         yield
     finally:
@@ -85,7 +85,8 @@ def assert_sweep_complete(
         assert rows[name]["State"] == "Success", rows[name]
         assert isinstance(rows[name]["test.f1"], float) and rows[name]["val.f1"] > 0.5
     for name in failed:
-        assert set(states[name]) == {"Failed"} and name not in rows, (name, states)
+        assert set(states[name]) == {"Failed"}, (name, states)
+        assert rows.get(name, {"State": "Failed"})["State"] == "Failed", rows[name]
     assert not [s for s in states.values() if {"Queued", "Running"} & set(s)], states
 
     exps = repo / ".dvc/tmp/exps"

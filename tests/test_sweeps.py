@@ -3,9 +3,11 @@ exact replay, the notebook, and experiments moved between two clones."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,8 +91,8 @@ def test_next_free_names_follow_the_highest_number():
         ),
         (
             ["launch"],
-            "error: python -m ml_project.sweeps: argument {list,run}: invalid choice: 'launch' "
-            "(choose from 'list', 'run')",
+            "error: python -m ml_project.sweeps: argument {list,run,next-name}: invalid "
+            "choice: 'launch' (choose from 'list', 'next-name', 'run')",
         ),
     ],
 )
@@ -155,6 +157,8 @@ def test_a_sweep_of_8_on_2_workers_completes_whole(race8):
     best = starred[0].split()[0]
     assert f"replay the best: dvc exp apply {best} && dvc repro" in proc.stdout
 
+    next_name = sh([sys.executable, "-m", "ml_project.sweeps", "next-name"], repo).stdout
+    assert next_name == "t9\n"
     rows = assert_sweep_complete(repo, names, trackers=True)
     steps = {rows[n]["model"]: int(rows[n]["step"]) + 1 for n in names}
     assert {int(rows[n]["step"]) + 1 for n in names if rows[n]["model"] == "hgb"} == {6, 9}
@@ -191,11 +195,17 @@ def assert_replays(repo: Path, name: str, row: dict) -> None:
 
 @pytest.fixture(scope="module")
 def sk_sweep(built, tmp_path_factory):
-    """Three linear experiments without trackers: one invalid, one killed once mid-run."""
+    """Three linear experiments without trackers: one invalid, one killed once mid-run.
+
+    The team's DVC remote is configured (and committed) first, as `dvc exp push` uses the
+    remote of the experiment's own commit.
+    """
     repo = tmp_path_factory.mktemp("sk") / "repo"
     shutil.copytree(built, repo, symlinks=True)
     set_params(repo, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
-    sh("git commit -q -m 'no trackers' params.yaml", repo)
+    storage = tmp_path_factory.mktemp("dvc-storage")
+    sh(f"dvc remote add -d -f shared {storage}", repo)
+    sh("git commit -q -m 'no trackers, shared remote' params.yaml .dvc/config", repo)
     killed: list[str] = []
 
     def kill_first_running_once(tasks):
@@ -205,7 +215,10 @@ def sk_sweep(built, tmp_path_factory):
             sh("dvc queue kill t1", repo)
             killed.append("t1")
 
-    with project_environ():
+    # Called from another directory that has a params.yaml of its own, which must stay as is.
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    shutil.copy(repo / "params.yaml", elsewhere / "params.yaml")
+    with project_environ(), contextlib.chdir(elsewhere):
         frame = run_sweep(
             params={"model": ["linear"], "models.linear.alpha": [0.5, -1, 2.0]},
             jobs=2,
@@ -214,6 +227,7 @@ def sk_sweep(built, tmp_path_factory):
             poll_seconds=1.0,
             on_poll=kill_first_running_once,
         )
+    assert (elsewhere / "params.yaml").read_text() == (repo / "params.yaml").read_text()
     return repo, frame, killed
 
 
@@ -248,13 +262,12 @@ def test_a_sklearn_experiment_replays_from_cache_and_reruns_identically(sk_sweep
 def test_an_experiment_moves_between_two_clones(sk_sweep, tmp_path):
     """Clone A pushes t1 to a bare git remote and the DVC remote; clone B gets it whole."""
     a, _, _ = sk_sweep
-    storage, bare = tmp_path / "dvc-storage", tmp_path / "origin.git"
+    storage = Path(sh("dvc remote list", a).stdout.split("shared")[1].split()[0])
+    bare = tmp_path / "origin.git"
     sh(f"git init -q --bare {bare}", tmp_path)
-    sh(f"dvc remote add -d -f shared {storage}", a)
-    sh("git commit -q -m 'shared remote' .dvc/config", a)
     sh(f"git remote add origin {bare} && git push -q origin main", a)
     sh("dvc exp push origin t1", a)
-    assert (storage / "files/md5").is_dir()
+    assert list((storage / "files/md5").iterdir())
 
     b = tmp_path / "b"
     sh(f"git clone -q {bare} {b}", tmp_path)
@@ -268,6 +281,25 @@ def test_an_experiment_moves_between_two_clones(sk_sweep, tmp_path):
     for key in ("val.f1", "test.f1", "test.accuracy", "onnx.max_abs_diff"):
         assert metrics_files(b)[key] == pytest.approx(pushed[key], rel=1e-12), key
     assert (b / "export/model/model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_the_default_remote_pushes_and_pulls(repo, tmp_path):
+    home = tmp_path / "home"
+    env = {**project_env(), "HOME": str(home)}
+
+    def dvc(*args):
+        return subprocess.run(
+            ["dvc", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+        )
+
+    dvc("push")
+    assert list((home / ".cache/ml_project/dvc-storage/files/md5").iterdir())
+    shutil.rmtree(repo / ".dvc/cache")
+    shutil.rmtree(repo / "models")
+    dvc("pull")
+    assert (repo / "models/model.skops").is_file()
+    assert dvc("status").stdout.strip() == "Data and pipelines are up to date."
 
 
 # --------------------------------------------------------------------------- the notebook
