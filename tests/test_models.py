@@ -150,6 +150,7 @@ def test_failed_parity_leaves_no_export_behind(tmp_path):
     manifest = run_etl(DataParams(), tmp_path / "data")
     raw = yaml.safe_load(open("params.yaml"))  # noqa: SIM115
     raw["model"] = "svm"
+    raw["data"]["task"], raw["train"]["metric"] = "classification", "f1"  # as DataParams()
     pipe = fit(load_train_config(raw), manifest, data_dir=tmp_path / "data").pipeline
     model = save_native(pipe, tmp_path / "model.skops")
     out = tmp_path / "export"

@@ -14,6 +14,9 @@ ROOT_PARAMS = yaml.safe_load(open("params.yaml"))  # noqa: SIM115 - tests run fr
 
 def with_change(path: str, value):
     raw = yaml.safe_load(yaml.safe_dump(ROOT_PARAMS))
+    # The cases assume a classification project (a generated project may default to regression).
+    raw["data"]["source"], raw["data"]["task"] = "breast_cancer", "classification"
+    raw["train"]["metric"] = "f1"
     *parents, leaf = path.split(".")
     node = raw
     for p in parents:
@@ -31,7 +34,7 @@ DELETE = object()
 def test_root_params_are_valid():
     config = load_train_config(ROOT_PARAMS)
     assert config.model == ROOT_PARAMS["model"]
-    assert section(ROOT_PARAMS, "export", ExportParams).formats == ("onnx",)
+    assert section(ROOT_PARAMS, "export", ExportParams).formats == ("onnx", "torchscript")
 
 
 @pytest.mark.parametrize(
@@ -69,7 +72,7 @@ def test_root_params_are_valid():
             r"train.metric: 'rmse' is not a classification metric "
             r"\(valid: accuracy, f1, roc_auc, log_loss",
         ),
-        ("train.lr", 1, r"train.lr: unknown key \(valid keys: metric, seed\)"),
+        ("train.lr", 1, r"train.lr: unknown key \(valid keys: metric, seed, resume, cv_folds, cv_final\)"),
         ("data.task", "ranking", r"data.task: Input should be 'classification' or 'regression'"),
         ("data.test_size", 1.5, r"data.test_size: Input should be less than 1"),
         ("model", DELETE, r"model: must name one entry of models:"),
