@@ -10,7 +10,11 @@ from ml_project.training import load_train_config, run
 def main() -> None:
     config = load_train_config()
     result = run(config)
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in result.final.items() if k.startswith("val/"))
+    shown = ", ".join(
+        f"{k}={v:.4g}"
+        for k, v in result.final.items()
+        if k.startswith("val/") or (k.startswith("cv/") and k.endswith("_mean"))
+    )
     print(f"train: {config.model}, {len(result.history)} step(s), {shown}")
 
 
