@@ -13,7 +13,9 @@ from ml_project.persistence import MODEL_PATH
 def main() -> None:
     results = run(MODEL_PATH, read_manifest(), section(read_params(), "export", ExportParams))
     shown = [
-        f"{r.format} skipped ({r.skipped})" if r.skipped else f"{r.format} max|diff|={r.max_abs_diff:.3g}"
+        f"{r.format} skipped ({r.skipped})"
+        if r.skipped
+        else f"{r.format} max|diff|={r.max_abs_diff:.3g}"
         for r in results
     ]
     print("export: " + ", ".join(shown))
