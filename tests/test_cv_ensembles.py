@@ -165,3 +165,12 @@ def test_one_fold_is_refused():
         parse_section(TrainParams, {"cv_folds": 1}, "train")
     with pytest.raises(ParamsError, match=r"train\.cv_final: .*'refit' or 'ensemble'"):
         parse_section(TrainParams, {"cv_final": "average"}, "train")
+
+
+def test_an_averaged_fold_ensemble_of_hard_voting_is_refused_before_training(etl):
+    manifest, data_dir = etl
+    cfg = config("voting", cv_folds=3, cv_final="ensemble")
+    hp = cfg.hyperparams.model_copy(update={"voting": "hard"})
+    cfg = training.TrainConfig(cfg.data, "voting", hp, cfg.train, cfg.tracking)
+    with pytest.raises(ParamsError, match=r"train\.cv_final: 'ensemble' averages probabilities"):
+        training.fit(cfg, manifest, data_dir=data_dir)

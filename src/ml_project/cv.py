@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ml_project import metrics as M
+from ml_project.errors import ParamsError
 from ml_project.models import get_spec
 from ml_project.models.preprocessing import build_pipeline, preprocessor
 
@@ -75,6 +76,14 @@ def cross_validate(config, manifest, splits, trackers, fit_one) -> CvOutcome:
     X = pd.concat([X_train, X_val], ignore_index=True)
     y = np.concatenate([np.asarray(y_train), np.asarray(y_val)])
     task, k_folds, seed = manifest.task, config.train.cv_folds, config.train.seed
+    if config.train.cv_final == "ensemble" and task == "classification":
+        metric = M.selection_metric(config.train.metric, task)
+        probe = get_spec(config.model).build(task, config.hyperparams, seed, metric)
+        if not hasattr(probe, "predict_proba"):  # e.g. hard voting: nothing to average
+            raise ParamsError(
+                f"params.yaml: train.cv_final: 'ensemble' averages probabilities, which "
+                f"models.{config.model} does not give (valid here: refit)"
+            )
     start = time.perf_counter()
 
     rows: dict[int, dict[str, float]] = {}
