@@ -29,7 +29,9 @@ def etl(tmp_path_factory):
 def config(model: str, **train):
     raw = yaml.safe_load(open("params.yaml"))  # noqa: SIM115
     raw["model"] = model
-    raw["train"].update(train)
+    # breast_cancer, as the `etl` fixture builds it (a generated project may default to regression)
+    raw["data"]["source"], raw["data"]["task"] = "breast_cancer", "classification"
+    raw["train"].update({"metric": "f1", **train})
     raw["models"]["mlp"]["max_epochs"] = 6
     for name in ("voting", "stacking"):
         raw["models"][name]["members"] = {"linear": {}, "mlp": {"max_epochs": 6}}
