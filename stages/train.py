@@ -1,15 +1,20 @@
-"""train stage: fit the active model, log its curve, save models/model.skops."""
+"""train stage: fit the active model, log its curve, save models/model.skops.
+
+Also runs under `torchrun --nproc_per_node N stages/train.py` (DistributedDataParallel).
+"""
 
 import _bootstrap  # noqa: F401  (this checkout's src/ first on sys.path)
 
 from ml_project.errors import exits_on_user_error
-from ml_project.training import load_train_config, run
+from ml_project.training import is_main_process, load_train_config, run
 
 
 @exits_on_user_error
 def main() -> None:
     config = load_train_config()
     result = run(config)
+    if not is_main_process():  # under torchrun, rank 0 reports
+        return
     shown = ", ".join(
         f"{k}={v:.4g}"
         for k, v in result.final.items()
