@@ -23,7 +23,9 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +49,8 @@ AUTO_NAME = re.compile(r"t(\d+)")
 USER_ERROR = re.compile(r"^error: .*", re.MULTILINE)
 # A worker that has just been started is not in `worker_status()` for a few seconds.
 WORKER_START_SECONDS = 30.0
+# How long a task may be reported running while no worker runs anything before it is retried.
+ORPHAN_SECONDS = 30.0
 STAGE_FAILED = re.compile(r"^ERROR: failed to reproduce .*", re.MULTILINE)
 
 
@@ -236,6 +240,7 @@ class Task:
     attempts: int = 1
     error: str = ""
     started: float | None = None
+    orphaned: float | None = None  # since when it is "Running" with no worker alive
     notes: list[str] = field(default_factory=list)
 
 
@@ -267,10 +272,11 @@ class Sweep:
         self.root, self.tasks, self.jobs = root, tasks, jobs
         self.retries, self.timeout = retries, timeout
         self.workers_started = 0.0
+        self.abandoned: list[str] = []  # queue entries of attempts that were retried
 
-    def start_workers(self, queue) -> None:
-        queue.start_workers(self.jobs)
+    def start_workers(self, queue) -> int:
         self.workers_started = time.monotonic()
+        return queue.start_workers(self.jobs)
 
     def _repo(self):
         from dvc.repo import Repo
@@ -282,7 +288,7 @@ class Sweep:
         entry = repo.experiments.queue_one(
             repo.experiments.celery_queue, params={PARAMS_FILE: params}, name=task.name
         )
-        task.rev, task.status, task.started = entry.stash_rev, "Queued", None
+        task.rev, task.status, task.started, task.orphaned = entry.stash_rev, "Queued", None, None
 
     def queue_all(self) -> None:
         with self._repo() as repo:
@@ -294,50 +300,89 @@ class Sweep:
         with self._repo() as repo:
             queue = repo.experiments.celery_queue
             status = {s["rev"]: s["status"] for s in queue.status()}
-            workers = queue.worker_status()
+            workers = self.live_workers()
+            settled = time.monotonic() - self.workers_started > WORKER_START_SECONDS
             for task in self.tasks:
                 if task.status in ("Success", "Failed"):
                     continue
-                now = status.get(task.rev, task.status)
-                if now == "Running" and task.started is None:
-                    task.started = time.monotonic()
-                task.status = now
-                if now == "Running" and self._stuck(task, workers):
-                    say(f"{task.name}: still running after {self.timeout:.0f}s; killing it")
-                    queue.kill([task.rev], force=True)
-                    now = task.status = "Failed"
-                if now == "Failed":
-                    self._failed(repo, queue, task, say)
+                task.status = status.get(task.rev, task.status)
+                if task.status == "Running":
+                    self._check_running(repo, queue, task, not workers and settled, say)
+                elif task.status == "Failed":
+                    self._retry_or_fail(
+                        repo, queue, task, *failure_reason(_log_text(queue, task.rev)), say
+                    )
             pending = [t for t in self.tasks if t.status in ("Queued", "Running")]
             # Workers exit when they see an empty queue; one that exits early (a known DVC
             # issue) or a retry queued after they left would otherwise leave work waiting.
-            idle = not any(workers.values()) and all(t.status == "Queued" for t in pending)
-            starting = time.monotonic() - self.workers_started < WORKER_START_SECONDS
-            if pending and idle and not starting:
-                self.start_workers(queue)
-                say(f"restarted the queue workers ({len(pending)} experiment(s) waiting)")
+            waiting = [t for t in pending if t.status == "Queued"]
+            if waiting and not workers and settled and self.start_workers(queue):
+                say(f"restarted the queue workers ({len(waiting)} experiment(s) waiting)")
         return bool(pending)
 
-    def _stuck(self, task: Task, workers: Mapping[str, list]) -> bool:
-        if self.timeout is None or task.started is None:
-            return False
-        return time.monotonic() - task.started > self.timeout
+    def live_workers(self) -> int:
+        """Queue worker processes alive, from their pid files (celery's own view can lag)."""
+        alive = 0
+        for info in (self.root / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                proc = json.loads(info.read_text())
+                if proc.get("returncode") is None:
+                    os.kill(proc["pid"], 0)
+                    alive += 1
+        return alive
 
-    def _failed(self, repo, queue, task: Task, say: Callable[[str], None]) -> None:
-        reason, transient = failure_reason(_log_text(queue, task.rev))
+    def _check_running(self, repo, queue, task: Task, no_worker: bool, say) -> None:
+        now = time.monotonic()
+        task.started = task.started or now
+        # DVC can report a task as running after its worker has gone (the worker exited
+        # early or lost the task): nothing would ever finish it.
+        task.orphaned = (task.orphaned or now) if no_worker else None
+        if task.orphaned and now - task.orphaned > ORPHAN_SECONDS:
+            reason = "stuck: the queue reports it running but no worker is running it"
+            self._retry_or_fail(repo, queue, task, reason, True, say)
+        elif self.timeout is not None and now - task.started > self.timeout:
+            with contextlib.suppress(Exception):
+                queue.kill([task.rev], force=True)
+            reason = f"killed: still running after {self.timeout:g}s (--timeout)"
+            self._retry_or_fail(repo, queue, task, reason, True, say)
+
+    def _retry_or_fail(self, repo, queue, task: Task, reason: str, transient: bool, say) -> None:
         if transient and task.attempts <= self.retries:
-            say(f"{task.name}: failed ({reason}); queueing it again")
+            say(f"{task.name}: {reason}; queueing it again")
             task.notes.append(reason)
             task.attempts += 1
-            failed_rev = task.rev
+            self.abandoned.append(task.rev)
+            with contextlib.suppress(Exception):  # an orphan's process may still be running
+                queue.proc.kill(task.rev)
             self._queue(repo, task)
-            # The failed attempt would show in `dvc exp show` as a second, failed row under
-            # the same name; its reason is kept in the sweep's results instead.
-            queue.remove([failed_rev])
             self.start_workers(queue)
             return
         task.status, task.error = "Failed", reason
         say(f"{task.name}: failed: {reason} (full log: dvc queue logs {task.name})")
+
+    def forget_abandoned(self) -> None:
+        """Drop the retried attempts from the queue, once nothing runs.
+
+        Otherwise `dvc exp show` lists a second, failed (or forever running) row under the
+        same name; the reason each attempt failed is kept in the sweep's results instead.
+        An attempt whose worker died also leaves its temporary workspace behind.
+        """
+        if not self.abandoned:
+            return
+        with self._repo() as repo:
+            queue = repo.experiments.celery_queue
+            active = {e.stash_rev: e for e in queue.iter_active()}
+            for rev in self.abandoned:
+                if rev in active:
+                    with contextlib.suppress(Exception):
+                        queue._mark_inactive_tasks_failure({active[rev]: rev})
+                with contextlib.suppress(Exception):
+                    queue.remove([rev])
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    info = json.loads(Path(queue.get_infofile_path(rev)).read_text())
+                    workspace = Path(info["root_dir"])
+                    if workspace.parent == self.root / ".dvc/tmp/exps":
+                        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def run_sweep(
@@ -411,6 +456,7 @@ def run_sweep(
         with sweep._repo() as r:
             sweep.start_workers(r.experiments.celery_queue)
         _wait(sweep, say, progress, poll_seconds, on_poll)
+        sweep.forget_abandoned()
         return results(root, tasks, base)
 
 
