@@ -251,6 +251,31 @@ def _log_text(queue, rev: str) -> str:
         return ""
 
 
+def _proc_info(queue, rev: str) -> dict:
+    """The experiment process of a queue entry: `{"pid", "returncode"}`, or {} before it starts."""
+    try:
+        return queue.proc[rev].asdict()
+    except (KeyError, OSError, ValueError):
+        return {}
+
+
+def _read_json(path: Path | str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(proc: Mapping[str, Any]) -> bool:
+    if not proc or proc.get("returncode") is not None:
+        return False
+    try:
+        os.kill(proc["pid"], 0)
+    except (OSError, KeyError, TypeError):
+        return False
+    return True
+
+
 def failure_reason(log: str) -> tuple[str, bool]:
     """(one line saying why, whether running it again could help)."""
     user = USER_ERROR.findall(log)
@@ -316,26 +341,22 @@ class Sweep:
             # Workers exit when they see an empty queue; one that exits early (a known DVC
             # issue) or a retry queued after they left would otherwise leave work waiting.
             waiting = [t for t in pending if t.status == "Queued"]
-            if waiting and not workers and settled and self.start_workers(queue):
-                say(f"restarted the queue workers ({len(waiting)} experiment(s) waiting)")
+            if waiting and workers < self.jobs and settled and self.start_workers(queue):
+                say(f"restarted queue workers ({len(waiting)} experiment(s) waiting)")
         return bool(pending)
 
     def live_workers(self) -> int:
         """Queue worker processes alive, from their pid files (celery's own view can lag)."""
-        alive = 0
-        for info in (self.root / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json"):
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                proc = json.loads(info.read_text())
-                if proc.get("returncode") is None:
-                    os.kill(proc["pid"], 0)
-                    alive += 1
-        return alive
+        infos = (self.root / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json")
+        return sum(_alive(_read_json(info)) for info in infos)
 
     def _check_running(self, repo, queue, task: Task, no_worker: bool, say) -> None:
         now = time.monotonic()
         task.started = task.started or now
         # DVC can report a task as running after its worker has gone (the worker exited
-        # early or lost the task): nothing would ever finish it.
+        # early or was killed): nothing would ever finish or collect it. It is an orphan only
+        # if no worker is alive and its own experiment process is not running either.
+        no_worker = no_worker and not _alive(_proc_info(queue, task.rev))
         task.orphaned = (task.orphaned or now) if no_worker else None
         if task.orphaned and now - task.orphaned > ORPHAN_SECONDS:
             reason = "stuck: the queue reports it running but no worker is running it"
@@ -378,11 +399,9 @@ class Sweep:
                         queue._mark_inactive_tasks_failure({active[rev]: rev})
                 with contextlib.suppress(Exception):
                     queue.remove([rev])
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    info = json.loads(Path(queue.get_infofile_path(rev)).read_text())
-                    workspace = Path(info["root_dir"])
-                    if workspace.parent == self.root / ".dvc/tmp/exps":
-                        shutil.rmtree(workspace, ignore_errors=True)
+                workspace = Path(_read_json(queue.get_infofile_path(rev)).get("root_dir", "/"))
+                if workspace.parent == self.root / ".dvc/tmp/exps":
+                    shutil.rmtree(workspace, ignore_errors=True)
 
 
 def run_sweep(
