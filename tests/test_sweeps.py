@@ -277,7 +277,7 @@ def test_an_experiment_moves_between_two_clones(sk_sweep, tmp_path):
     a, _, _ = sk_sweep
     storage = Path(sh("dvc remote list", a).stdout.split("shared")[1].split()[0])
     bare = tmp_path / "origin.git"
-    sh(f"git init -q --bare {bare}", tmp_path)
+    sh(f"git init -q --bare -b main {bare}", tmp_path)
     sh(f"git remote add origin {bare} && git push -q origin main", a)
     sh("dvc exp push origin t1", a)
     assert list((storage / "files/md5").iterdir())
