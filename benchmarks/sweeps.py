@@ -106,7 +106,9 @@ def main() -> None:
     for name, total, _ in rows:
         per = total / n
         print(f"| {name} | {total:.1f} | {per:.1f} | {per - floor:+.1f} | {per / floor:.1f}x |")
-    print("\n| the sweep command's own CPU (queueing, polling, results) | seconds | per experiment |")
+    print(
+        "\n| the sweep command's own CPU (queueing, polling, results) | seconds | per experiment |"
+    )
     print("|---|---:|---:|")
     for name, _, cpu in rows[2:]:
         print(f"| {name} | {cpu:.1f} | {cpu / n:.2f} |")
