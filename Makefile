@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 install: $(VENV)/.installed ## Create .venv with the pinned versions
 
 run: install ## Run the pipeline as a DVC experiment and print the metrics
-	dvc exp run
+	dvc exp run -n $$(python -m ml_project.sweeps next-name)
 	dvc metrics show
 
 test: install ## Lint and run the whole test suite
