@@ -26,7 +26,7 @@ run: install ## Run the pipeline as a DVC experiment and print the metrics
 
 test: install ## Lint and run the whole test suite
 	ruff check .
-	python -m pytest -n 2  # two workers: the suite is mostly single-threaded subprocesses
+	python -m pytest
 
 lint: install ## ruff lint + format check
 	ruff check .
