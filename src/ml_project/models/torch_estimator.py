@@ -258,7 +258,6 @@ class _TorchEstimator(BaseEstimator):
             self._fit(
                 X,
                 encoded,
-                y,
                 n_outputs,
                 eval_set,
                 callbacks,
@@ -291,7 +290,6 @@ class _TorchEstimator(BaseEstimator):
         self,
         X,
         encoded,
-        y,
         n_outputs,
         eval_set,
         callbacks,
