@@ -20,6 +20,7 @@ from ml_project.atomic import atomic_file
 from ml_project.data import FILE_SUFFIXES, Feature, coerce_features
 from ml_project.errors import UserError, exits_on_user_error
 from ml_project.export import EXPORT_DIR, MODEL_SUBDIR, SIGNATURE_KEY, onnx_feeds, onnx_outputs
+from ml_project.persistence import check_onnx
 
 
 def load_model(path: Path):
@@ -29,6 +30,7 @@ def load_model(path: Path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--model: {path} not found; run the export stage first (dvc repro)")
+    check_onnx(path)
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types

@@ -43,6 +43,9 @@ class ModelSpec:
         per_epoch: the estimator trains in epochs and its `fit` takes `eval_set=` (features
             already preprocessed), `callbacks=` (one metrics row per epoch) and `checkpoint=`
             (resumable state); see `torch_estimator.py`.
+        trusted_types: the exact, fully qualified names of the types inside a fitted model that
+            skops does not trust by default. Loading a model file trusts these and nothing else
+            (see `persistence.py`); a registry test fits every model and checks the list.
     """
 
     name: str
@@ -53,6 +56,7 @@ class ModelSpec:
     after_fit: Callable[[Any], None] | None = None
     per_epoch: bool = False
     description: str = ""
+    trusted_types: tuple[str, ...] = ()
 
 
 MODELS: dict[str, ModelSpec] = {}

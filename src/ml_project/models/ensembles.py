@@ -154,6 +154,7 @@ register(
         scale=False,
         after_fit=_members_after_fit,
         description="soft/hard voting (classification), averaging (regression)",
+        trusted_types=("sklearn.utils._bunch.Bunch",),  # named_estimators_; members add theirs
     )
 )
 register(
@@ -164,6 +165,11 @@ register(
         scale=False,
         after_fit=_members_after_fit,
         description="a meta-learner on out-of-fold member predictions",
+        trusted_types=(
+            "sklearn.utils._bunch.Bunch",
+            "sklearn.model_selection._split.KFold",
+            "sklearn.model_selection._split.StratifiedKFold",
+        ),
     )
 )
 

@@ -74,6 +74,7 @@ register(
         scale=False,
         staged=_staged_forest,
         description="random forest; one curve step per tree",
+        trusted_types=("sklearn.tree._tree.Tree",),
     )
 )
 
@@ -147,6 +148,7 @@ register(
         staged=_staged_hgb,
         after_fit=_float32_exact_thresholds,
         description="histogram gradient boosting; one curve step per boosting iteration",
+        trusted_types=("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",),
     )
 )
 
@@ -184,4 +186,17 @@ def _build_knn(task, hp: KnnParams, seed, metric):
     return cls(n_neighbors=hp.n_neighbors, weights=hp.weights, p=hp.p)
 
 
-register(ModelSpec("knn", KnnParams, _build_knn, description="k nearest neighbours"))
+register(
+    ModelSpec(
+        "knn",
+        KnnParams,
+        _build_knn,
+        description="k nearest neighbours",
+        # the tree "auto" picks, and its distance for p = 1 or 2 (brute force holds none)
+        trusted_types=(
+            "sklearn.neighbors._kd_tree.KDTree",
+            "sklearn.metrics._dist_metrics.ManhattanDistance64",
+            "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        ),
+    )
+)

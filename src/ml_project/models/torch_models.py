@@ -76,7 +76,19 @@ def register_torch(name: str, params: type[TorchParams], module: str, descriptio
             arch=name, arch_params=hp.arch_params(), seed=seed, metric=metric.name, **shared
         )
 
-    register(ModelSpec(name, params, build, per_epoch=True, description=description))
+    register(
+        ModelSpec(
+            name,
+            params,
+            build,
+            per_epoch=True,
+            description=description,
+            trusted_types=(
+                "ml_project.models.torch_estimator.TorchClassifier",
+                "ml_project.models.torch_estimator.TorchRegressor",
+            ),
+        )
+    )
 
 
 register_torch("mlp", MlpParams, "ml_project.models.nets:MLP", "multilayer perceptron")
