@@ -72,9 +72,27 @@ def test_root_params_are_valid():
             r"train.metric: 'rmse' is not a classification metric "
             r"\(valid: accuracy, f1, roc_auc, log_loss",
         ),
-        ("train.lr", 1, r"train.lr: unknown key \(valid keys: metric, seed, resume, cv_folds, cv_final\)"),
+        (
+            "train.lr",
+            1,
+            r"train.lr: unknown key \(valid keys: metric, seed, resume, cv_folds, cv_final\)",
+        ),
         ("data.task", "ranking", r"data.task: Input should be 'classification' or 'regression'"),
         ("data.test_size", 1.5, r"data.test_size: Input should be less than 1"),
+        # YAML's 1 is a valid float, so this is a range error; `true` is not a number at all.
+        ("data.test_size", 1, r"data.test_size: Input should be less than 1 \(got 1\)"),
+        ("data.test_size", True, r"data.test_size: Input should be a number, not a boolean"),
+        ("train.cv_folds", True, r"train.cv_folds: Input should be a number, not a boolean"),
+        ("models.mlp.hidden_sizes", [64, True], r"hidden_sizes: .*a number, not a boolean"),
+        ("models.linear.alpha", "inf", r"models.linear.alpha: Input should be a finite number"),
+        ("models.linear.alpha", float("inf"), r"models.linear.alpha: .*finite number"),
+        ("models.hgb.learning_rate", float("nan"), r"learning_rate: .*finite number"),
+        (
+            "data.id_columns",
+            "ignore",
+            r"data.id_columns: Input should be 'error', 'drop' or 'keep'",
+        ),
+        ("data.max_categories", 0, r"data.max_categories: Input should be greater than or equal"),
         ("model", DELETE, r"model: must name one entry of models:"),
     ],
 )
@@ -82,6 +100,13 @@ def test_params_errors_name_key_and_choices(path, value, message):
     with pytest.raises(ParamsError, match=message) as info:
         load_train_config(with_change(path, value))
     assert "\n" not in str(info.value)
+
+
+def test_integers_and_booleans_still_work_where_they_are_meant():
+    raw = with_change("models.linear.alpha", 1)
+    raw["model"] = "linear"
+    assert load_train_config(raw).hyperparams.alpha == 1.0
+    assert load_train_config(with_change("train.resume", False)).train.resume is False
 
 
 def test_sizes_must_leave_training_rows():
@@ -92,6 +117,8 @@ def test_sizes_must_leave_training_rows():
 def test_export_format_choices_are_listed():
     with pytest.raises(ParamsError, match=r"export.formats.0: Input should be 'onnx'"):
         section({"export": {"formats": ["pmml"]}}, "export", ExportParams)
+    with pytest.raises(ParamsError, match=r"export.atol: Input should be a finite number"):
+        section({"export": {"atol": float("inf")}}, "export", ExportParams)
 
 
 def test_missing_and_broken_params_file(tmp_path):

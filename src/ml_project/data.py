@@ -2,16 +2,19 @@
 
 Everything here works on raw columns. Imputation and encoding are *not* done here: they are
 fitted inside the model pipeline (see `models.preprocessor`), so export and predict apply the
-very same transform. The one thing this module normalises is representation, in
-`coerce_features`: numbers become floats and categories become strings with "" for missing,
-which is what both scikit-learn and the ONNX graph receive.
+very same transform. This module only decides which categories get a one-hot column (the
+train split's most frequent ones, listed in the manifest), which bounds the encoded width.
+The one thing it normalises is representation, in `coerce_features`: numbers become floats and
+categories become strings with "" for missing, which is what both scikit-learn and the ONNX
+graph receive.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,10 @@ MANIFEST = "manifest.json"
 FILE_SUFFIXES = (".csv", ".parquet")
 BUNDLED_TARGET = "target"
 MISSING_CATEGORY = ""
+# A column with at least this many distinct values per non-missing row is an identifier (or
+# free text): one-hot encoding it costs rows x rows memory and teaches the model nothing.
+ID_RATIO = 0.9
+ID_MIN_ROWS = 20  # below this, a column of distinct values is not evidence of anything
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class Manifest:
     class_balance: dict[str, dict[str, int]] | None
     data_version: str
     seed: int
+    # Absent from manifests written before they existed; None: every category is encoded.
+    categories: dict[str, list[str]] | None = None
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def numeric(self) -> list[str]:
@@ -93,6 +103,8 @@ def load_source(params: DataParams) -> tuple[pd.DataFrame, str]:
         raise DataError(f"data.source: file not found: {path}")
     if not params.target:
         raise DataError(f"data.target: required when data.source is a file ({path})")
+    if path.suffix.lower() == ".csv":
+        _refuse_duplicate_header(path)
     try:
         frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
@@ -101,6 +113,21 @@ def load_source(params: DataParams) -> tuple[pd.DataFrame, str]:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"data.source: cannot read {path}: {first}") from None
     return frame, params.target
+
+
+def _refuse_duplicate_header(path: Path) -> None:
+    """pandas renames a repeated CSV column to `a.1`, and the data would silently change
+    meaning; so read the header as written. (Unnamed columns get distinct names anyway.)"""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+        header = next(csv.reader(fh), [])
+    seen: set[str] = set()
+    for name in header:
+        if name in seen and name:
+            raise DataError(
+                f"column '{name}': appears {header.count(name)} times in the header of {path}; "
+                "column names must be unique (rename or drop the copies)"
+            )
+        seen.add(name)
 
 
 def require_tracked_location(params: DataParams, raw_dir: Path = RAW_DIR) -> None:
@@ -169,6 +196,12 @@ def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3
     """Check the raw table; return its feature list. Raises `DataError` with one line."""
     if len(frame) == 0:
         raise DataError("input table is empty: it has no rows")
+    repeated = frame.columns[frame.columns.duplicated()]
+    if len(repeated):
+        raise DataError(
+            f"column '{repeated[0]}': appears more than once in the input; "
+            "column names must be unique (rename or drop the copies)"
+        )
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:20]))
         more = "" if len(frame.columns) <= 20 else f", … ({len(frame.columns)} columns)"
@@ -193,7 +226,100 @@ def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3
             f"column '{target}' (target): dtype {y.dtype} is not numeric; "
             "use data.task=classification or a numeric target"
         )
-    return infer_features(frame, target)
+    features = infer_features(frame, target)
+    numeric = [f.name for f in features if f.kind == "numeric"]
+    if task == "regression":
+        _refuse_infinite(y, f"column '{target}' (target)")
+    for name in numeric:
+        _refuse_infinite(frame[name], f"column '{name}'")
+    return features
+
+
+def _refuse_infinite(col: pd.Series, where: str) -> None:
+    """inf passes every dtype check and then breaks the scaler or the model in train."""
+    if not pd.api.types.is_float_dtype(col):
+        return
+    count = int(np.isinf(col.to_numpy(dtype="float64", na_value=np.nan)).sum())
+    if count:
+        raise DataError(
+            f"{where}: {count} infinite value(s) (inf or -inf); replace them with finite "
+            "numbers, or leave the cells empty to have them imputed"
+        )
+
+
+def id_like_columns(frame: pd.DataFrame, features: list[Feature]) -> dict[str, int]:
+    """Columns that identify rows rather than describe them, with their distinct counts.
+
+    A categorical column with about one distinct value per row (an ID, free text) is flagged,
+    and so is an integer column that numbers the rows (a permutation of a consecutive range,
+    like a saved DataFrame index). Other numeric columns are never flagged: they cost one
+    column however many values they take.
+    """
+    flagged = {}
+    for feat in features:
+        col = frame[feat.name]
+        rows = int(col.count())
+        if rows < ID_MIN_ROWS or pd.api.types.is_bool_dtype(col):
+            continue
+        if feat.kind == "categorical":
+            distinct = int(col.nunique())
+            if distinct >= ID_RATIO * rows:
+                flagged[feat.name] = distinct
+        elif _numbers_the_rows(col):
+            flagged[feat.name] = rows
+    return flagged
+
+
+def _numbers_the_rows(col: pd.Series) -> bool:
+    rows = len(col)
+    return (
+        pd.api.types.is_integer_dtype(col)
+        and int(col.count()) == rows
+        and int(col.max()) - int(col.min()) == rows - 1
+        and col.nunique() == rows
+    )
+
+
+def handle_id_columns(
+    frame: pd.DataFrame, features: list[Feature], policy: str
+) -> tuple[list[Feature], list[str]]:
+    """Apply `data.id_columns` (error | drop | keep); return the kept features and the dropped
+    column names."""
+    flagged = id_like_columns(frame, features) if policy != "keep" else {}
+    if not flagged:
+        return features, []
+    if policy == "error":
+        shown = ", ".join(
+            f"'{n}' ({d} distinct values in {frame[n].count()} rows)" for n, d in flagged.items()
+        )
+        what = "column {} looks like a row ID" if len(flagged) == 1 else "columns {} look like IDs"
+        raise DataError(
+            f"{what.format(shown)}; set data.id_columns: drop to drop such columns "
+            "(or keep, to one-hot encode them within data.max_categories)"
+        )
+    kept = [f for f in features if f.name not in flagged]
+    if not kept:
+        raise DataError(
+            f"data.id_columns: drop leaves no feature columns (dropped: {', '.join(flagged)})"
+        )
+    return kept, list(flagged)
+
+
+def frequent_categories(
+    train: pd.DataFrame, features: list[Feature], max_categories: int, min_frequency: int
+) -> dict[str, list[str]]:
+    """Per categorical feature, the values that get a one-hot column: the `max_categories`
+    most frequent in the train split that occur at least `min_frequency` times (ties broken
+    by value, so the choice is deterministic; the most frequent value is always kept, as the
+    encoder needs one). Every other value encodes as all zeros, the same as a value never seen
+    in training, in scikit-learn and in ONNX alike."""
+    categorical = [f for f in features if f.kind == "categorical"]
+    chosen = {}
+    for name, values in coerce_features(train, categorical).items():
+        ranked = sorted(values.value_counts().items(), key=lambda kv: (-kv[1], kv[0]))
+        kept = [value for value, count in ranked[:max_categories] if count >= min_frequency]
+        chosen[str(name)] = sorted(kept or [ranked[0][0]])
+    return chosen
 
 
 def coerce_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
@@ -251,7 +377,11 @@ def content_hash(splits: dict[str, pd.DataFrame]) -> str:
 
 
 def build_manifest(
-    splits: dict[str, pd.DataFrame], target: str, features: list[Feature], params: DataParams
+    splits: dict[str, pd.DataFrame],
+    target: str,
+    features: list[Feature],
+    params: DataParams,
+    dropped: list[str] | None = None,
 ) -> Manifest:
     classes = balance = None
     if params.task == "classification":
@@ -270,6 +400,10 @@ def build_manifest(
         class_balance=balance,
         data_version=content_hash(splits),
         seed=params.seed,
+        categories=frequent_categories(
+            splits["train"], features, params.max_categories, params.min_frequency
+        ),
+        dropped=list(dropped or []),
     )
 
 
@@ -281,9 +415,10 @@ def run_etl(params: DataParams, out_dir: Path = PROCESSED_DIR) -> Manifest:
     """
     frame, target = load_source(params)
     features = validate(frame, target, params.task)
+    features, dropped = handle_id_columns(frame, features, params.id_columns)
     frame = frame[[f.name for f in features] + [target]]
     splits = split(frame, target, params)
-    manifest = build_manifest(splits, target, features, params)
+    manifest = build_manifest(splits, target, features, params, dropped)
     with atomic_dir(out_dir) as staging:
         for name, df in splits.items():
             df.reset_index(drop=True).to_parquet(staging / f"{name}.parquet", index=False)

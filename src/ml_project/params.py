@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -17,9 +17,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from ml_project.errors import ParamsError
 
@@ -36,9 +38,43 @@ BUNDLED_DATASETS = {
 
 
 class Section(BaseModel):
-    """Base for params sections: frozen, and unknown keys are errors, not silently ignored."""
+    """Base for params sections (and every model's hyperparameters): frozen; unknown keys,
+    non-finite numbers (`inf`, `nan`) and booleans given for numbers are errors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    Lax mode stays on so that YAML's `1` is a valid float; but lax mode would also read `true`
+    as 1, which is never what a user who typed it meant.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_bool(value) and _numbers_only(field.annotation):
+            raise PydanticCustomError("bool_not_number", "Input should be a number, not a boolean")
+        return value
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return any(_holds_bool(v) for v in value)
+    return isinstance(value, bool)
+
+
+def _numbers_only(annotation: Any) -> bool:
+    """The annotation accepts int or float somewhere (`float | None`, `tuple[int, ...]`) and
+    never bool or Any, so a boolean in the value can only be a mistake."""
+    seen: set[Any] = set()
+
+    def walk(tp: Any) -> None:
+        if tp in (int, float, bool, Any):
+            seen.add(tp)
+        for arg in get_args(tp):
+            walk(arg)
+
+    walk(annotation)
+    return bool(seen & {int, float}) and not seen & {bool, Any}
 
 
 S = TypeVar("S", bound=BaseModel)
@@ -56,6 +92,17 @@ class DataParams(Section):
     test_size: float = Field(0.2, gt=0, lt=1)
     val_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
+    id_columns: Literal["error", "drop", "keep"] = Field(
+        "error",
+        description="columns with about one distinct value per row (IDs, free text): "
+        "refuse them, drop them, or keep them (encoded within max_categories)",
+    )
+    max_categories: int = Field(
+        100, ge=1, description="one-hot columns per categorical feature: its most frequent values"
+    )
+    min_frequency: int = Field(
+        1, ge=1, description="train rows a category needs for its own one-hot column"
+    )
 
     @model_validator(mode="after")
     def _sizes_leave_training_rows(self) -> DataParams:

@@ -11,6 +11,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_project.data import MISSING_CATEGORY, Manifest
 
+FILLED = "__missing__"  # what the imputer writes for a missing category
+
 
 class CastFloat32(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Cast numeric features to float32 before anything else.
@@ -35,10 +37,12 @@ def preprocessor(manifest: Manifest, scale: bool) -> ColumnTransformer:
     if scale:
         numeric.append(StandardScaler())
     categorical = make_pipeline(
-        SimpleImputer(
-            missing_values=MISSING_CATEGORY, strategy="constant", fill_value="__missing__"
+        SimpleImputer(missing_values=MISSING_CATEGORY, strategy="constant", fill_value=FILLED),
+        OneHotEncoder(
+            categories=encoded_categories(manifest),
+            handle_unknown="ignore",
+            sparse_output=False,
         ),
-        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
     )
     blocks = []
     if manifest.numeric:
@@ -46,6 +50,26 @@ def preprocessor(manifest: Manifest, scale: bool) -> ColumnTransformer:
     if manifest.categorical:
         blocks.append(("cat", categorical, manifest.categorical))
     return ColumnTransformer(blocks, remainder="drop", sparse_threshold=0.0)
+
+
+def encoded_categories(manifest: Manifest) -> list[np.ndarray] | str:
+    """The manifest's frequent categories per column (see `data.frequent_categories`), so the
+    one-hot width is bounded by `data.max_categories` whatever the cardinality.
+
+    Explicit categories with `handle_unknown="ignore"` rather than scikit-learn's
+    `max_categories`: skl2onnx 1.20 cannot convert infrequent-category grouping for our
+    single-input encoder, and would put every rare value in the graph if it could. Here a rare
+    value encodes as all zeros, like an unseen one, identically in ONNX. A manifest without
+    the list (written before it existed, or a test double) gets every category ("auto").
+    """
+    chosen = getattr(manifest, "categories", None)
+    if chosen is None:
+        return "auto"
+    filled = {MISSING_CATEGORY: FILLED}
+    return [
+        np.array([filled.get(v, v) for v in chosen[name]], dtype=object)
+        for name in manifest.categorical
+    ]
 
 
 def build_pipeline(preprocess: ColumnTransformer, estimator) -> Pipeline:
