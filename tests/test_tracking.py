@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +174,123 @@ def test_close_reaches_every_tracker_even_when_one_fails(capsys):
     with pytest.raises(OSError), Trackers([FailsOnClose("dvclive", required=True), good]):
         pass
     assert good.calls[-1] == ("close", "success")
+
+
+# --- Tracker faults: one line that names the store and the cause, credentials redacted ---
+
+
+def test_redact_hides_passwords_in_urls_and_query_strings():
+    from ml_project.tracking import redact
+
+    assert (
+        redact("postgresql://user:secret@db:5432/mlflow") == "postgresql://user:***@db:5432/mlflow"
+    )
+    assert redact("failed: http://me:p%40ss@host/api (x)") == "failed: http://me:***@host/api (x)"
+    assert redact("https://host/x?password=abc&x=1") == "https://host/x?password=***&x=1"
+    assert redact("sqlite:////tmp/mlflow.db http://host:5000") == (
+        "sqlite:////tmp/mlflow.db http://host:5000"
+    )
+
+
+def mlflow_only(uri: str, strict: bool = False) -> TrackingParams:
+    return TrackingParams(
+        strict=strict,
+        dvclive={"enabled": False},
+        mlflow={"enabled": True, "tracking_uri": uri},
+        wandb={"enabled": False},
+    )
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """Make `path` read-only for real; as root, file modes are ignored, so also immutable."""
+    path.chmod(0o444)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(path)], check=False).returncode:
+        path.chmod(0o644)
+        pytest.skip("running as root and chattr +i is not available here")
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o644)
+
+
+OPEN_MLFLOW = """
+import sys
+from pathlib import Path
+from ml_project.errors import exits_on_user_error
+from ml_project.params import TrackingParams
+from ml_project.tracking import RunInfo, open_trackers
+
+@exits_on_user_error
+def main(uri, strict):
+    params = TrackingParams(
+        strict=strict == "strict",
+        dvclive={"enabled": False},
+        mlflow={"enabled": True, "tracking_uri": uri},
+        wandb={"enabled": False},
+    )
+    with open_trackers(params, RunInfo(stage="train", root=Path.cwd())) as fan:
+        fan.log_params({"x": 1})
+        fan.log_metrics({"val/f1": 0.5}, 0)
+    print(sorted(fan.failed))
+
+main(*sys.argv[1:])
+"""
+
+
+def open_mlflow(uri: str, cwd: Path, strict: bool = False) -> subprocess.CompletedProcess:
+    """A fresh process, like a stage: MLflow keeps one store per URI for the process' life."""
+    args = [sys.executable, "-c", OPEN_MLFLOW, uri, "strict" if strict else "lenient"]
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_read_only_mlflow_store_is_one_warning_line_naming_the_store(tmp_path):
+    store = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{store}"
+    assert open_mlflow(uri, tmp_path).stdout == "[]\n"  # a real store, with its tables
+    with read_only(store):
+        lenient = open_mlflow(uri, tmp_path)
+        strict = open_mlflow(uri, tmp_path, strict=True)
+    assert lenient.returncode == 0 and lenient.stdout == "['mlflow']\n"
+    assert lenient.stderr.splitlines() == [
+        f"warning: tracker 'mlflow' could not start and is skipped: {uri} is read-only "
+        "(attempt to write a readonly database)"
+    ]
+    assert strict.returncode == 2
+    assert strict.stderr.splitlines() == [
+        f"error: tracker 'mlflow' failed and tracking.strict is true: {uri} is read-only "
+        "(attempt to write a readonly database)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["http://user:s3cret-pw@127.0.0.1:{port}", "postgresql://user:s3cret-pw@127.0.0.1:{port}/db"],
+)
+def test_credentials_in_the_tracking_uri_never_appear_in_messages(template, tmp_path, capfd):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        uri = template.format(port=s.getsockname()[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with open_trackers(mlflow_only(uri), RunInfo(stage="train", root=tmp_path)) as fan:
+            fan.log_params({"x": 1})
+        strict_params = mlflow_only(uri, strict=True)
+        with pytest.raises(UserError) as strict, open_trackers(strict_params, RunInfo("train")):
+            pass
+    err = capfd.readouterr().err
+    assert "could not start" in err and "user:***@127.0.0.1" in err
+    assert "user:***@127.0.0.1" in str(strict.value)
+    shown = [err, str(strict.value), fan.failed.get("mlflow", ""), *map(str, caught)]
+    assert not [text for text in shown if "s3cret-pw" in text]
+
+
+def test_a_joining_stage_opens_no_new_run_for_a_tracker_the_train_stage_lacked(tmp_path):
+    params = TrackingParams(dvclive={"enabled": False}, wandb={"mode": "offline"})
+    with open_trackers(params, RunInfo(stage="evaluate", root=tmp_path, join={})) as fan:
+        fan.log_summary({"test/f1": 0.9})
+    assert fan.names == [] and fan.failed == {}
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "wandb").exists()

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,13 +69,71 @@ def dvc_tags() -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
-def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
+# `scheme://user:password@host`, and `password=...`-style query parameters.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@")
+_QUERY_SECRET = re.compile(
+    r"(?P<head>\b(?:password|passwd|pwd|token|access_token|api_key|secret)=)[^&\s'\"]+", re.I
+)
 
 
-def strict_failure(name: str, exc: BaseException) -> UserError:
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`.
+
+    Every message the trackers print goes through this: a tracking URI such as
+    `postgresql://user:secret@db/mlflow` becomes `postgresql://user:***@db/mlflow`.
+    """
+    text = _URL_PASSWORD.sub(r"\g<head>:***@", text)
+    return _QUERY_SECRET.sub(r"\g<head>***", text)
+
+
+class TrackerError(Exception):
+    """A tracker failure already described in one line (store and cause)."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost error under `exc`: what actually went wrong, not the wrappers around it.
+
+    MLflow wraps SQLAlchemy's error, whose message starts with how the failing statement was
+    reached ("raised as a result of Query-invoked autoflush"); the driver's error
+    (`.orig`, e.g. sqlite3's "attempt to write a readonly database") says why.
+    """
+    seen = set()
+    while id(exc) not in seen and not isinstance(exc, TrackerError):
+        seen.add(id(exc))
+        inner = getattr(exc, "orig", None)  # SQLAlchemy's DBAPIError: the driver's own error
+        if not isinstance(inner, BaseException):
+            inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def describe(exc: BaseException, store: str = "") -> str:
+    """One line for a tracker failure: where it was writing (`store`) and why, redacted."""
+    cause = root_cause(exc)
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    # SQLAlchemy appends the statement and its parameters: not the reason, and maybe private.
+    lines = [line for line in lines if not line.startswith(("[SQL:", "[parameters:", "(Back"))]
+    reason = " ".join(" ".join(lines).split()) or type(cause).__name__
+    if isinstance(cause, TrackerError) or not store:
+        text = reason
+    elif "readonly database" in reason or "read-only file system" in reason.lower():
+        text = f"{store} is read-only ({reason})"
+    else:
+        text = f"{store}: {reason}"
+    return redact(text)[:300]
+
+
+def strict_failure(name: str, exc: BaseException, store: str = "") -> UserError:
     """One line, exit status 2: under `tracking.strict`, a tracker failure stops the stage."""
-    return UserError(f"tracker '{name}' failed and tracking.strict is true: {_reason(exc)}")
+    reason = describe(exc, store)
+    return UserError(f"tracker '{name}' failed and tracking.strict is true: {reason}")
+
+
+def _store(tracker: Tracker) -> str:
+    """Where a tracker writes, for messages (`store`, optional: e.g. MLflow's tracking URI)."""
+    return getattr(tracker, "store", "")
 
 
 class Trackers:
@@ -107,12 +166,12 @@ class Trackers:
                 if tracker.required:
                     raise
                 if self.strict:
-                    raise strict_failure(tracker.name, exc) from exc
+                    raise strict_failure(tracker.name, exc, _store(tracker)) from exc
                 self._drop(tracker, exc)
 
     def _drop(self, tracker: Tracker, exc: BaseException) -> None:
         self.trackers.remove(tracker)
-        reason = _reason(exc)
+        reason = describe(exc, _store(tracker))
         self.failed[tracker.name] = reason
         print(
             f"warning: tracker '{tracker.name}' failed and is skipped for the rest of this run: "
@@ -152,8 +211,12 @@ class Trackers:
             if tracker.required:
                 raise exc
             if self.strict:
-                raise strict_failure(tracker.name, exc) from exc
-            print(f"warning: tracker '{tracker.name}' failed on close: {exc}", file=sys.stderr)
+                raise strict_failure(tracker.name, exc, _store(tracker)) from exc
+            print(
+                f"warning: tracker '{tracker.name}' failed on close: "
+                f"{describe(exc, _store(tracker))}",
+                file=sys.stderr,
+            )
 
     def __enter__(self) -> Trackers:
         return self
@@ -203,9 +266,10 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
                 if cls.required:
                     raise
                 raise strict_failure(name, exc) from exc
-            fanout.failed[name] = _reason(exc)
+            fanout.failed[name] = describe(exc)
             print(
-                f"warning: tracker '{name}' could not start and is skipped: {exc}", file=sys.stderr
+                f"warning: tracker '{name}' could not start and is skipped: {fanout.failed[name]}",
+                file=sys.stderr,
             )
             continue
         if tracker is not None:

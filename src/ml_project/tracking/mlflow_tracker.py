@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ml_project.params import TrackingParams
+from ml_project.tracking import TrackerError, describe, redact
 from ml_project.tracking.buffer import StepBuffer
 
 FLUSH_SECONDS = 2.0
@@ -39,9 +41,13 @@ class MlflowTracker:
     def __init__(self, uri: str, experiment: str, root: Path, run_id: str | None, run_name: str):
         for key, value in ENV_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        # MLflow logs every database error with its full traceback (~90 lines) before raising
+        # it; the fan-out reports the raised error in one line that names the store instead.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         from mlflow import MlflowClient
 
         self.uri = uri
+        self.store = redact(uri)
         self.client = MlflowClient(tracking_uri=uri)
         if run_id is None:
             found = self.client.get_experiment_by_name(experiment)
@@ -61,14 +67,19 @@ class MlflowTracker:
         self.buffer = StepBuffer(self._write, FLUSH_SECONDS, self.name)
 
     @classmethod
-    def from_params(cls, params: TrackingParams, run) -> MlflowTracker:
+    def from_params(cls, params: TrackingParams, run) -> MlflowTracker | None:
         uri = (
             params.mlflow.tracking_uri
             or os.environ.get("MLFLOW_TRACKING_URI")
             or default_uri(run.root)
         )
         run_id = (run.join or {}).get("mlflow")
-        return cls(uri, params.experiment, run.root, run_id, run.name or run.stage)
+        if run.join is not None and run_id is None:
+            return None  # joining, but the train stage had no MLflow run: nothing to attach to
+        try:
+            return cls(uri, params.experiment, run.root, run_id, run.name or run.stage)
+        except Exception as exc:
+            raise TrackerError(describe(exc, redact(uri))) from exc
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param

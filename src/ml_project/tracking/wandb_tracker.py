@@ -34,8 +34,8 @@ class WandbTracker:
         import wandb
 
         mode = os.environ.get("WANDB_MODE") or params.wandb.mode
-        if mode == "disabled":
-            return None
+        if mode == "disabled" or (run.join is not None and not run.join.get("wandb")):
+            return None  # off, or joining while the train stage had no W&B run
         kwargs = dict(
             project=os.environ.get("WANDB_PROJECT") or params.wandb.project or params.experiment,
             entity=os.environ.get("WANDB_ENTITY") or params.wandb.entity,
