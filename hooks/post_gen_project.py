@@ -131,7 +131,8 @@ def yaml_scalar(value) -> str:
     return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
 
 
-def configure_params(project: Path, answers: dict) -> None:
+def configure_params(project: Path, answers: dict) -> bool:
+    """Set the answers' params; return whether params.yaml changed."""
     wanted = {
         "data.task": answers["task"],
         **TASK_PARAMS[answers["task"]],
@@ -151,7 +152,9 @@ def configure_params(project: Path, answers: dict) -> None:
             node = node[key]
         if node != value:
             sys.exit(f"error: params.yaml: {dotted} is {node!r} after the edit, not {value!r}")
+    changed = text != path.read_text(encoding="utf-8")
     path.write_text(text, encoding="utf-8")
+    return changed
 
 
 def describe(project: Path, answers: dict) -> None:
@@ -208,10 +211,14 @@ def main() -> None:
     project = Path.cwd()
     answers = ANSWERS
     (old_package,) = [p.parent.name for p in project.glob("src/*/__init__.py")]
-    if answers["package_name"] != old_package:
+    renamed = answers["package_name"] != old_package
+    if renamed:
         relint(project, rename_package(project, old_package, answers["package_name"]))
     describe(project, answers)
-    configure_params(project, answers)
+    if configure_params(project, answers) or renamed:
+        # dvc.lock records the hashes of the template's code paths and params; with others
+        # it would describe a pipeline that never ran here. The first run writes a true one.
+        (project / "dvc.lock").unlink()
     write_license(project, answers)
     if not answers["ci"]:
         shutil.rmtree(project / ".github")  # the workflow and the script it runs

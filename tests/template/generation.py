@@ -51,14 +51,17 @@ def disk_files(root: Path) -> set[str]:
     }
 
 
-def expected_files(template: Path, package: str = TEMPLATE_PACKAGE, ci=True, license=True):
+def expected_files(
+    template: Path, package: str = TEMPLATE_PACKAGE, ci=True, license=True, lock=True
+):
     """The template's tracked files, less the template-only ones and those the answers drop,
-    with the package directory renamed."""
+    with the package directory renamed. `lock=False`: answers that change the package or the
+    params drop dvc.lock, which describes the template's own code and params."""
     expected = set()
     for path in git_files(template):
         if TEMPLATE_ONLY.match(path) or (not ci and path.startswith(".github/")):
             continue
-        if not license and path == "LICENSE":
+        if (not license and path == "LICENSE") or (not lock and path == "dvc.lock"):
             continue
         expected.add(re.sub(rf"(?<![A-Za-z0-9]){TEMPLATE_PACKAGE}(?![A-Za-z0-9])", package, path))
     return expected

@@ -123,11 +123,13 @@ def test_created_project_is_a_committed_git_and_dvc_repository(template, out, ho
 
 OPTIONS = {
     "no CI, no license": (["ci=no", "license=none"], {"ci": False, "license": False}),
-    "renamed, Apache": (["project_name=Churn Model", "license=Apache-2.0"], {"package": "churn_model"}),
+    "renamed, Apache": (
+        ["project_name=Churn Model", "license=Apache-2.0"], {"package": "churn_model", "lock": False}
+    ),
     "regression, trackers off, BSD": (
         ["project_name=demand", "package_name=demand_fc", "task=regression", "mlflow=no",
          "wandb=no", "license=BSD-3-Clause"],
-        {"package": "demand_fc"},
+        {"package": "demand_fc", "lock": False},
     ),
 }  # fmt: skip
 
