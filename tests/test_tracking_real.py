@@ -270,3 +270,28 @@ def test_queued_experiments_log_to_the_main_root(repo):
     assert not list((repo / ".dvc/tmp/exps").glob("**/mlflow.db"))
     assert not list((repo / ".dvc/tmp/exps").glob("**/offline-run-*"))
     assert not math.isnan(by_name[names[0]].data.metrics["val/f1"])
+
+
+def test_train_and_evaluate_write_nothing_under_home(repo, tmp_path):
+    """W&B's cache and artifact staging and MLflow's telemetry id used to land in ~."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**project_env(), "HOME": str(home)}
+    for var in ("XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        env.pop(var, None)
+    for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "MLFLOW_DISABLE_TELEMETRY"):
+        env.pop(var, None)
+    for stage in ("train", "evaluate"):
+        proc = subprocess.run(
+            [sys.executable, f"stages/{stage}.py"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
+    # The staged copy of the model that `wandb sync` uploads later stays in the ignored wandb/.
+    staged = list((repo / "wandb/data/artifacts/staging").rglob("*"))
+    model = (repo / "models/model.skops").read_bytes()
+    assert any(p.is_file() and p.read_bytes() == model for p in staged)

@@ -21,6 +21,8 @@ ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     # No network at run time: never let log_model run `pip install --dry-run`.
     "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+    # Nor send usage telemetry (it also writes an installation id to ~/.config/mlflow).
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 

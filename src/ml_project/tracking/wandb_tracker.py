@@ -46,6 +46,12 @@ class WandbTracker:
             reinit="create_new",
             settings=wandb.Settings(silent=True, console="off"),
         )
+        # W&B's cache (wandb-core's logs) and data dir (artifact staging: a copy of every logged
+        # file, kept for `wandb sync`) default to ~/.cache and ~/.local/share, where nothing
+        # ever removes them. Keep them beside the runs, in the ignored wandb/ folder.
+        runs = Path(kwargs["dir"]) / "wandb"
+        os.environ.setdefault("WANDB_CACHE_DIR", str(runs / "cache"))
+        os.environ.setdefault("WANDB_DATA_DIR", str(runs / "data"))
         if (run.join or {}).get("wandb"):
             kwargs.update(id=run.join["wandb"], resume="allow")
         try:
