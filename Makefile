@@ -6,10 +6,10 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench sweep lock clean
+.PHONY: help install run test test-fast lint format bench bench-exp sweep lock clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -24,9 +24,12 @@ run: install ## Run the pipeline as a DVC experiment and print the metrics
 	dvc exp run -n $$(python -m ml_project.sweeps next-name)
 	dvc metrics show
 
-test: install ## Lint and run the whole test suite
+test: install ## Lint and run the whole test suite (real DVC pipelines, sweeps, templates)
 	ruff check .
 	python -m pytest
+
+test-fast: install ## The edit loop: unit and contract tests, no real pipelines (-m "not slow")
+	python -m pytest -m "not slow" -q
 
 lint: install ## ruff lint + format check
 	ruff check .
@@ -38,6 +41,9 @@ format: install ## Format and fix imports
 
 bench: install ## Benchmarks (see benchmarks/)
 	python benchmarks/pipeline.py
+
+bench-exp: install ## One experiment against DVC's own floor, and -j 2 against -j 1 (~5 min)
+	python benchmarks/experiment.py
 
 sweep: install ## Run a preset of sweeps.yaml on the DVC queue: make sweep PRESET=hgb-lr JOBS=2
 	python -m ml_project.sweeps run $(PRESET) -j $(or $(JOBS),2)

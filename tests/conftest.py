@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -121,3 +122,15 @@ def repo(built, tmp_path) -> Path:
     copy = tmp_path / "repo"
     shutil.copytree(built, copy, symlinks=True)
     return copy
+
+
+@pytest.fixture
+def untracked_repo(repo) -> Path:
+    """A copy with MLflow and W&B off (dvclive stays), for tests that check no tracker: each
+    experiment then skips two tracker start-ups and the logged model (~10 s on 2 cores).
+    Tracking params are no stage's dependency, so nothing else changes."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for tracker in ("mlflow", "wandb"):
+        params["tracking"][tracker]["enabled"] = False
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo

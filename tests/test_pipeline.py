@@ -64,67 +64,67 @@ def test_second_repro_skips_every_stage(built):
     assert all(f"Stage '{s}' didn't change, skipping" in out for s in STAGES)
 
 
-def test_etl_code_change_reruns_etl_and_model_param_change_does_not(repo):
-    with open(repo / "src/ml_project/data.py", "a") as f:
+def test_etl_code_change_reruns_etl_and_model_param_change_does_not(untracked_repo):
+    with open(untracked_repo / "src/ml_project/data.py", "a") as f:
         f.write("\n# a change to ETL code\n")
-    assert "etl" in ran(sh("dvc repro", repo).stdout)
+    assert "etl" in ran(sh("dvc repro", untracked_repo).stdout)
 
-    set_param(repo, "models.hgb.learning_rate", 0.2)
-    out = sh("dvc repro", repo).stdout
+    set_param(untracked_repo, "models.hgb.learning_rate", 0.2)
+    out = sh("dvc repro", untracked_repo).stdout
     assert "etl" not in ran(out) and "train" in ran(out)
 
-    set_param(repo, "models.rf.n_estimators", 50)  # not the active model: nothing to do
-    assert ran(sh("dvc repro", repo).stdout) == set()
+    set_param(untracked_repo, "models.rf.n_estimators", 50)  # not the active model: nothing to do
+    assert ran(sh("dvc repro", untracked_repo).stdout) == set()
 
 
-def test_exp_run_switches_model(repo):
-    sh("dvc exp run -S model=rf", repo)
-    assert read_json(repo / "models/train_info.json")["model"] == "rf"
-    curve = read_json(repo / "dvclive/train/metrics.json")
+def test_exp_run_switches_model(untracked_repo):
+    sh("dvc exp run -S model=rf", untracked_repo)
+    assert read_json(untracked_repo / "models/train_info.json")["model"] == "rf"
+    curve = read_json(untracked_repo / "dvclive/train/metrics.json")
     assert curve["step"] == 199  # one step per tree
-    exps = sh("dvc exp show --json", repo).stdout
+    exps = sh("dvc exp show --json", untracked_repo).stdout
     assert '"model": "rf"' in exps.replace("'", '"') or "rf" in exps
 
 
-def test_regression_on_bundled_diabetes(repo):
+def test_regression_on_bundled_diabetes(untracked_repo):
     sh(
         "dvc exp run -S data.source=diabetes -S data.task=regression -S train.metric=rmse",
-        repo,
+        untracked_repo,
     )
-    test = read_json(repo / "evaluation/metrics.json")["test"]
+    test = read_json(untracked_repo / "evaluation/metrics.json")["test"]
     assert set(test) == {"rmse", "mae", "r2"} and test["r2"] > 0.2
-    assert sorted(p.name for p in (repo / "evaluation/plots").iterdir()) == [
+    assert sorted(p.name for p in (untracked_repo / "evaluation/plots").iterdir()) == [
         "predicted_vs_actual.json",
         "residuals.json",
     ]
 
 
-def test_messy_csv_through_pipeline_and_predict(repo):
+def test_messy_csv_through_pipeline_and_predict(untracked_repo):
     frame = messy_frame(300)
-    frame.to_csv(repo / "data/raw/messy.csv", index=False)
-    sh("git add data/raw/messy.csv", repo)
-    sh("dvc exp run -S data.source=data/raw/messy.csv -S data.target=churn", repo)
-    test = read_json(repo / "evaluation/metrics.json")["test"]
+    frame.to_csv(untracked_repo / "data/raw/messy.csv", index=False)
+    sh("git add data/raw/messy.csv", untracked_repo)
+    sh("dvc exp run -S data.source=data/raw/messy.csv -S data.target=churn", untracked_repo)
+    test = read_json(untracked_repo / "evaluation/metrics.json")["test"]
     assert all(math.isfinite(v) for v in test.values()) and test["accuracy"] > 0.6
-    manifest = read_json(repo / "data/processed/manifest.json")
+    manifest = read_json(untracked_repo / "data/processed/manifest.json")
     assert {f["name"]: f["kind"] for f in manifest["features"]}["city"] == "categorical"
 
     new = messy_frame(40, seed=9).drop(columns="churn")
     new.loc[0, "city"] = "unseen-city"
-    new.to_csv(repo / "new.csv", index=False)
-    sh("python -m ml_project.predict new.csv --output preds.csv", repo)
-    lines = (repo / "preds.csv").read_text().splitlines()
+    new.to_csv(untracked_repo / "new.csv", index=False)
+    sh("python -m ml_project.predict new.csv --output preds.csv", untracked_repo)
+    lines = (untracked_repo / "preds.csv").read_text().splitlines()
     assert lines[0] == "prediction,proba_no,proba_yes" and len(lines) == 41
     assert {line.split(",")[0] for line in lines[1:]} <= {"yes", "no"}
 
-    new.drop(columns=["city", "age"]).to_csv(repo / "bad.csv", index=False)
-    proc = sh("python -m ml_project.predict bad.csv --output out.csv", repo, check=False)
+    new.drop(columns=["city", "age"]).to_csv(untracked_repo / "bad.csv", index=False)
+    proc = sh("python -m ml_project.predict bad.csv --output out.csv", untracked_repo, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: input is missing 2 required column(s): age, city "
         "(the model expects: age, income, city, member)"
     )
-    assert not (repo / "out.csv").exists()
+    assert not (untracked_repo / "out.csv").exists()
 
 
 @pytest.mark.parametrize(
@@ -184,10 +184,10 @@ def test_missing_target_column_in_csv(repo):
     )
 
 
-def test_same_params_give_identical_metrics(repo):
-    first = (repo / "dvclive/train/metrics.json").read_text()
-    sh("dvc repro -f train evaluate", repo)
-    assert (repo / "dvclive/train/metrics.json").read_text() == first
+def test_same_params_give_identical_metrics(untracked_repo):
+    first = (untracked_repo / "dvclive/train/metrics.json").read_text()
+    sh("dvc repro -f train evaluate", untracked_repo)
+    assert (untracked_repo / "dvclive/train/metrics.json").read_text() == first
 
 
 def _stage_modules(repo: Path, stage: str, heavy: list[str]) -> set[str]:

@@ -18,6 +18,7 @@ import yaml
 from ml_project.errors import UserError
 from ml_project.params import read_params
 from ml_project.sweeps import expand, load_presets, next_names, parse_set_flags, run_sweep
+from ml_project.threads import per_worker
 from tests.conftest import ROOT, make_project, project_env, sh
 from tests.sweep_checks import (
     assert_sweep_complete,
@@ -171,14 +172,18 @@ def test_a_torch_experiment_replays_from_cache_and_reruns_identically(race8):
     repo, _ = race8
     rows = exp_rows(repo)
     name = next(n for n, r in rows.items() if r["model"] == "mlp")
-    assert_replays(repo, name, rows[name])
+    # Each of the 2 workers trained with its share of the cores (the sweep's thread budget).
+    user = project_env().get("OMP_NUM_THREADS")
+    assert_replays(repo, name, rows[name], threads=int(user) if user else per_worker(2))
 
 
-def assert_replays(repo: Path, name: str, row: dict) -> None:
+def assert_replays(repo: Path, name: str, row: dict, threads: int | None = None) -> None:
     """`dvc exp apply` + `dvc repro` restores everything; `dvc repro -f` gives the same."""
     sh(f"dvc exp apply {name}", repo)
     out = sh("dvc repro", repo).stdout
     assert stages_ran(out) == set(), out
+    if threads is not None:
+        assert json.loads((repo / "models/train_info.json").read_text())["threads"] == threads
     restored = metrics_files(repo)
     assert restored["test.f1"] == pytest.approx(row["test.f1"], rel=1e-12)
     assert restored["val.f1"] == pytest.approx(row["val.f1"], rel=1e-12)

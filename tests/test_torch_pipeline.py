@@ -23,22 +23,23 @@ def curve(repo: Path, key: str = "val/f1") -> list[str]:
     return (repo / f"dvclive/train/plots/metrics/{key}.tsv").read_text().splitlines()
 
 
-def test_exp_run_mlp_trains_per_epoch_and_exports_onnx_and_torchscript(repo):
+def test_exp_run_mlp_trains_per_epoch_and_exports_onnx_and_torchscript(untracked_repo):
     out = sh(
-        "dvc exp run -S model=mlp -S models.mlp.max_epochs=6 -S models.mlp.patience=0", repo
+        "dvc exp run -S model=mlp -S models.mlp.max_epochs=6 -S models.mlp.patience=0",
+        untracked_repo,
     ).stdout
     assert "train: mlp, 7 step(s)" in out  # 6 epochs + the final (restored-best) step
-    summary = read_json(repo / "dvclive/train/metrics.json")
+    summary = read_json(untracked_repo / "dvclive/train/metrics.json")
     assert summary["step"] == 6 and summary["val"]["f1"] > 0.9
     assert 0 <= summary["train"]["best_epoch"] <= 5
-    assert len(curve(repo)) == 1 + 7 and len(curve(repo, "train/loss")) == 1 + 7
-    assert read_json(repo / "evaluation/metrics.json")["test"]["accuracy"] > 0.9
+    assert len(curve(untracked_repo)) == 1 + 7 and len(curve(untracked_repo, "train/loss")) == 1 + 7
+    assert read_json(untracked_repo / "evaluation/metrics.json")["test"]["accuracy"] > 0.9
 
-    parity = read_json(repo / "export/parity.json")
+    parity = read_json(untracked_repo / "export/parity.json")
     for fmt in ("onnx", "torchscript"):
         assert parity[fmt]["max_abs_diff"] <= parity[fmt]["atol"], parity
     assert parity["onnx"]["label_agreement"] == 1.0
-    assert sorted(p.name for p in (repo / "export/model").iterdir()) == [
+    assert sorted(p.name for p in (untracked_repo / "export/model").iterdir()) == [
         "model.onnx",
         "model.skops",
         "model.torchscript.pt",
@@ -50,12 +51,12 @@ def test_exp_run_mlp_trains_per_epoch_and_exports_onnx_and_torchscript(repo):
 
     raw = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(7)
     raw.columns = [c.replace(" ", "_") for c in raw.columns]  # as etl names them
-    raw.to_csv(repo / "rows.csv", index=False)
-    pred = sh("python -m ml_project.predict rows.csv --output preds.csv", repo)
+    raw.to_csv(untracked_repo / "rows.csv", index=False)
+    pred = sh("python -m ml_project.predict rows.csv --output preds.csv", untracked_repo)
     assert pred.returncode == 0
-    preds = pd.read_csv(repo / "preds.csv")
+    preds = pd.read_csv(untracked_repo / "preds.csv")
     assert len(preds) == 7 and set(preds["prediction"]) <= {0, 1}
-    assert not (repo / "checkpoints/train.pt").exists()  # removed after a completed run
+    assert not (untracked_repo / "checkpoints/train.pt").exists()  # removed after a completed run
 
 
 def _epoch_of(checkpoint: Path) -> int:

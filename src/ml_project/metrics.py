@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import metrics as skm
 
 from ml_project.errors import ParamsError
 
@@ -77,6 +76,8 @@ def _f1(y, pred, proba, classes):
 
 @metric("roc_auc", "classification", needs_proba=True, sklearn_scoring="roc_auc_ovr")
 def _roc_auc(y, pred, proba, classes):
+    from sklearn import metrics as skm  # here: the export stage imports this module, never this
+
     if len(np.unique(y)) < 2:
         return float("nan")
     if proba.shape[1] == 2:
@@ -86,6 +87,8 @@ def _roc_auc(y, pred, proba, classes):
 
 @metric("log_loss", "classification", False, needs_proba=True, sklearn_scoring="neg_log_loss")
 def _log_loss(y, pred, proba, classes):
+    from sklearn import metrics as skm
+
     return skm.log_loss(y, proba, labels=classes)
 
 
@@ -103,6 +106,8 @@ def _mae(y, pred, proba, classes):
 
 @metric("r2", "regression", sklearn_scoring="r2")
 def _r2(y, pred, proba, classes):
+    from sklearn import metrics as skm
+
     return skm.r2_score(y, pred)
 
 

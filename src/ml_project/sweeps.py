@@ -470,13 +470,31 @@ def run_sweep(
     tasks = [Task(n, p) for n, p in zip(names, points, strict=True)]
     sweep = Sweep(root, tasks, jobs, retries, timeout)
     # DVC resolves the params file of `-S` against the working directory, not the repo.
-    with contextlib.chdir(root):
+    with contextlib.chdir(root), thread_budget(jobs):
         sweep.queue_all()
         with sweep._repo() as r:
             sweep.start_workers(r.experiments.celery_queue)
         _wait(sweep, say, progress, poll_seconds, on_poll)
         sweep.forget_abandoned()
         return results(root, tasks, base)
+
+
+@contextlib.contextmanager
+def thread_budget(jobs: int):
+    """Give each of `jobs` workers its share of the cores (`ML_PROJECT_THREADS`, read by every
+    stage; see `threads.py`) for as long as the sweep starts workers. Queue workers inherit
+    this process's environment, and the experiments and stages they run inherit theirs.
+    A budget the user set (`ML_PROJECT_THREADS` or `OMP_NUM_THREADS`) is kept."""
+    from ml_project.threads import ENV, per_worker
+
+    if ENV in os.environ or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ[ENV] = str(per_worker(jobs))
+    try:
+        yield
+    finally:
+        os.environ.pop(ENV, None)
 
 
 def _read_params(root: Path) -> dict[str, Any]:

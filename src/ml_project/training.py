@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ml_project import metrics as M
+from ml_project import threads
 from ml_project.atomic import atomic_dir
 from ml_project.data import PROCESSED_DIR, Manifest, load_split, read_manifest
 from ml_project.errors import ParamsError, UserError
@@ -289,6 +290,7 @@ def run(
             "data_version": manifest.data_version,
             "fit_seconds": round(result.fit_seconds, 4),
             "steps": len(result.history),
+            "threads": threads.budget()[0],  # the thread budget fit_seconds was measured with
             "tags": dvc_tags(),
         }
         Path(info_path).write_text(json.dumps(info, indent=2) + "\n")

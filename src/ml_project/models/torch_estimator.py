@@ -49,11 +49,13 @@ def architecture(name: str) -> type[nn.Module]:
 
 
 def resolve_device(spec: str) -> torch.device:
-    """`auto`: the local GPU when there is one (per torchrun process), else the CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    """`auto`: a GPU when there is one, else the CPU. Parallel workers (torchrun's processes,
+    DVC queue workers) take the visible GPUs round robin instead of all using the first."""
     if spec == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
+            from ml_project.threads import pick_gpu, worker_index
+
+            return torch.device("cuda", pick_gpu(torch.cuda.device_count(), worker_index()))
         return torch.device("cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -1,0 +1,181 @@
+"""The cost of one experiment against DVC's own floor, in one run, methods alternating.
+
+    python benchmarks/experiment.py [--repeats 2]
+
+Per repeat, in this order:
+- bare: `dvc exp run -S x=N` of a 4-stage pipeline whose stages are `python -c` one-liners,
+  the floor of DVC itself;
+- default: the project's default experiment (hgb on breast_cancer, dvclive, MLflow and W&B
+  on), `dvc exp run -S models.hgb.learning_rate=X`, what a user gets;
+- in-process: train + evaluate + export called as functions in one warm process (imports
+  paid once, trackers off): the work itself;
+- sweep -j 1 and sweep -j 2: 4 default experiments through the sweep command.
+
+Every repeat uses new param values, so nothing is restored from DVC's run-cache. Reported:
+the median seconds per experiment, its ratio to the bare floor, the -j 2 speed-up over -j 1,
+and the peak memory of the process tree (sum of RSS, sampled every 0.2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import chdir, suppress
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import make_project, sh  # noqa: E402
+from tests.sweep_checks import project_environ, set_params  # noqa: E402
+
+SWEEP_SIZE = 4
+BARE_STAGE = "python -c \"open('{out}', 'w').write(open('{dep}').read() + '{name}')\""
+
+
+class PeakMemory:
+    """The largest sum of RSS over this process's descendants (and itself, with `own`)
+    while the block runs."""
+
+    def __init__(self, own: bool = False) -> None:
+        self.peak, self.own = 0, own
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            total = me.memory_info().rss if self.own else 0
+            for proc in me.children(recursive=True):
+                with suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def bare_project(dest: Path) -> Path:
+    """A git + DVC repo with a 4-stage chain of `python -c` stages reading param x."""
+    dest.mkdir()
+    (dest / "params.yaml").write_text("x: 0\n")
+    (dest / "seed.txt").write_text("seed\n")
+    stages, dep = {}, "seed.txt"
+    for name in ("etl", "train", "evaluate", "export"):
+        out = f"{name}.txt"
+        cmd = BARE_STAGE.format(out=out, dep=dep, name=name)
+        stages[name] = {"cmd": cmd, "deps": [dep], "params": ["x"], "outs": [out]}
+        dep = out
+    (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    for cmd in (
+        "git init -q -b main",
+        "git config user.email bench@example.com",
+        "git config user.name bench",
+        "dvc init -q",
+        "dvc repro -q",
+        "git add -A",
+        "git commit -q -m init",
+    ):
+        sh(cmd, dest)
+    return dest
+
+
+def timed(fn, own: bool = False) -> tuple[float, int]:
+    with PeakMemory(own) as memory:
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+    return seconds, memory.peak
+
+
+def in_process_work(repo: Path):
+    """A closure that trains, evaluates and exports the default model in this process."""
+    from ml_project import evaluation, export, training
+    from ml_project.data import read_manifest
+    from ml_project.params import ExportParams, TrackingParams, read_params, section
+    from ml_project.persistence import MODEL_PATH
+
+    def work() -> None:
+        with chdir(repo):
+            raw = read_params()
+            training.run(training.load_train_config(raw))
+            evaluation.run_tracked(section(raw, "tracking", TrackingParams))
+            export.run(MODEL_PATH, read_manifest(), section(raw, "export", ExportParams))
+
+    work()  # imports and first-call costs paid here, untimed
+    return work
+
+
+def sweep(repo: Path, rates: list[float], jobs: int) -> None:
+    values = ",".join(f"{r:g}" for r in rates)
+    cmd = [sys.executable, "-m", "ml_project.sweeps", "run", "-S"]
+    out = sh([*cmd, f"models.hgb.learning_rate={values}", "-j", str(jobs)], repo).stdout
+    assert f"{len(rates)} of {len(rates)} succeeded" in out, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of every method")
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {}
+    peaks: dict[str, int] = {}
+    per_exp = {"sweep -j 1": SWEEP_SIZE, "sweep -j 2": SWEEP_SIZE}
+
+    def record(name: str, result: tuple[float, int]) -> None:
+        seconds, peak = result
+        times.setdefault(name, []).append(seconds / per_exp.get(name, 1))
+        peaks[name] = max(peaks.get(name, 0), peak)
+
+    with tempfile.TemporaryDirectory() as tmp, project_environ():
+        tmp = Path(tmp)
+        bare = bare_project(tmp / "bare")
+        project = make_project(tmp / "project")
+        sh("dvc repro", project)
+        sh("git add -A && git commit -q -m built", project)
+        work_copy = make_project(tmp / "in-process")
+        set_params(work_copy, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
+        sh("dvc repro", work_copy)
+        work = in_process_work(work_copy)
+
+        rate = 0.1
+        for k in range(args.repeats):
+            record("bare DVC experiment", timed(lambda k=k: sh(f"dvc exp run -S x={k + 1}", bare)))
+            rate += 0.001
+            exp = f"dvc exp run -S models.hgb.learning_rate={rate:g}"
+            record("default experiment, trackers on", timed(lambda e=exp: sh(e, project)))
+            record("in-process work (floor of the work)", timed(work, own=True))
+            for jobs in (1, 2):
+                rates = [rate + 0.0001 * (i + 1) + 0.00001 * jobs for i in range(SWEEP_SIZE)]
+                record(f"sweep -j {jobs}", timed(lambda r=rates, j=jobs: sweep(project, r, j)))
+
+    floor = statistics.median(times["bare DVC experiment"])
+    cores = len(os.sched_getaffinity(0))
+    print(f"machine: {cores} cores, python {sys.version.split()[0]}; {args.repeats} repeat(s)")
+    print("(hgb on breast_cancer; sweeps of 4 experiments; seconds are medians per experiment)\n")
+    print("| method | s per experiment | ratio to bare DVC | peak memory MiB |")
+    print("|---|---:|---:|---:|")
+    for name, values in times.items():
+        per = statistics.median(values)
+        mib = peaks[name] / 2**20
+        print(f"| {name} | {per:.2f} | {per / floor:.1f}x | {mib:.0f} |")
+    j1, j2 = statistics.median(times["sweep -j 1"]), statistics.median(times["sweep -j 2"])
+    print(f"\n-j 2 speed-up over -j 1: {j1 / j2:.2f}x (target >= 1.7x on 2 cores)")
+    default = statistics.median(times["default experiment, trackers on"])
+    print(f"default experiment: {default / floor:.1f}x the bare DVC experiment (target <= 4x)")
+
+
+if __name__ == "__main__":
+    main()
