@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from ml_project.data import id_like_columns, load_source, load_split, run_etl, validate
+from ml_project.data import (
+    handle_id_columns,
+    id_like_columns,
+    load_source,
+    load_split,
+    run_etl,
+    validate,
+)
 from ml_project.errors import DataError
 from ml_project.params import DataParams
 from tests.conftest import make_project, messy_frame, sh
@@ -53,6 +60,11 @@ def test_id_column_is_refused_with_one_line_naming_it(tmp_path):
         etl(tmp_path, with_ids())
     assert "\n" not in str(info.value)
     assert not (tmp_path / "processed").exists()
+    sparse = with_ids()
+    sparse.loc[:9, "customer_id"] = None  # an ID with gaps is still an ID
+    features = validate(sparse, "churn", "classification")
+    with pytest.raises(DataError, match=r"\(230 distinct values in 230 non-missing rows\)"):
+        handle_id_columns(sparse, features, "error")
 
 
 def test_dropped_id_column_is_recorded_and_the_rest_trains(tmp_path):

@@ -290,7 +290,7 @@ def handle_id_columns(
         return features, []
     if policy == "error":
         shown = ", ".join(
-            f"'{n}' ({d} distinct values in {frame[n].count()} rows)" for n, d in flagged.items()
+            f"'{n}' ({d} distinct values in {_rows(frame[n])})" for n, d in flagged.items()
         )
         what = "column {} looks like a row ID" if len(flagged) == 1 else "columns {} look like IDs"
         raise DataError(
@@ -303,6 +303,11 @@ def handle_id_columns(
             f"data.id_columns: drop leaves no feature columns (dropped: {', '.join(flagged)})"
         )
     return kept, list(flagged)
+
+
+def _rows(col: pd.Series) -> str:
+    count = int(col.count())
+    return f"{count} rows" if count == len(col) else f"{count} non-missing rows"
 
 
 def frequent_categories(
