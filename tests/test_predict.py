@@ -34,7 +34,7 @@ def test_model_errors(tmp_path):
         load_model(tmp_path / "nope.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
-    with pytest.raises(UserError, match=r"--model: .*junk.onnx is not a valid ONNX model"):
+    with pytest.raises(UserError, match=r"--model: .*junk.onnx: not a valid ONNX model"):
         load_model(junk)
     foreign = tmp_path / "foreign.onnx"
     X = np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32)

@@ -298,6 +298,7 @@ def test_predict_refuses_a_crafted_onnx_file_with_one_line(tmp_path):
     proc = sh(f"python -m ml_project.predict {rows} --model {model}", tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "external files" in proc.stderr
+    assert proc.stderr.startswith("error: --model: ")
 
 
 def test_reading_the_schema_builds_nothing(tmp_path):

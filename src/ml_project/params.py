@@ -7,6 +7,8 @@ out-of-range values raise `ParamsError` with one line naming the key and the val
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -23,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ml_project.errors import ParamsError
+from ml_project.errors import ParamsError, check_at_exit
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -177,7 +179,8 @@ def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     """Read params.yaml into a plain dict, with a one-line error for a missing or broken file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
@@ -186,7 +189,67 @@ def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
         raise ParamsError(f"{path}{where}: not valid YAML") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    _guard(path, text, raw)
     return raw
+
+
+# --- one workspace, one experiment at a time ------------------------------------------------
+# `dvc exp run -S ...` writes params.yaml before it takes the repository lock. A second run
+# started in the same workspace therefore rewrites params.yaml under the first one and then
+# fails on the lock: the first run's later stages would read the second's params, and DVC would
+# record outputs made from a mix. Each stage checks both ways this can show.
+CONCURRENT_HINT = (
+    "another `dvc exp run` in this workspace? run experiments side by side with "
+    "`dvc exp run --queue` and `dvc queue start`"
+)
+
+
+def _guard(path: Path, text: str, raw: dict[str, Any]) -> None:
+    path = path.resolve()
+    check_at_exit(f"unchanged:{path}", functools.partial(check_unchanged, path, text))
+    stage = os.environ.get("DVC_STAGE")
+    if stage and path.resolve() == PARAMS_FILE.resolve():
+        check_upstream_params(stage, raw)
+
+
+def check_unchanged(path: Path, text: str) -> None:
+    """`path` must still read as `text`, what this stage read when it started."""
+    try:
+        now = path.read_text()
+    except FileNotFoundError:
+        now = None
+    if now != text:
+        raise ParamsError(
+            f"{path.name}: changed while this stage ran ({CONCURRENT_HINT}); "
+            "this run's outputs are not recorded"
+        )
+
+
+def check_upstream_params(stage: str, raw: Mapping[str, Any], lock: Path = Path("dvc.lock")):
+    """Under DVC: the params the earlier stages ran with (dvc.lock) must be today's.
+
+    DVC runs the stages in dvc.yaml's order and locks each one as it finishes, so a stage
+    whose predecessor was locked with other values is reading params.yaml after someone else
+    rewrote it.
+    """
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    except (FileNotFoundError, yaml.YAMLError):
+        return
+    for name, entry in stages.items():
+        if name == stage:
+            return  # only the stages before this one
+        locked = ((entry or {}).get("params") or {}).get(PARAMS_FILE.name) or {}
+        for key, value in locked.items():
+            node: Any = raw
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, Mapping) else None
+            if node != value:
+                raise ParamsError(
+                    f"params.yaml: {key} is {node!r}, but stage '{name}' ran with {value!r}: "
+                    f"its outputs are stale (run the whole pipeline: dvc repro) or "
+                    f"params.yaml was rewritten under this run ({CONCURRENT_HINT})"
+                )
 
 
 def parse_section(cls: type[S], raw: Any, key: str) -> S:

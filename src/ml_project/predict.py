@@ -30,7 +30,10 @@ def load_model(path: Path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--model: {path} not found; run the export stage first (dvc repro)")
-    check_onnx(path)
+    try:
+        check_onnx(path)
+    except UserError as exc:
+        raise UserError(f"--model: {exc}") from None
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
