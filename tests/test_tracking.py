@@ -8,6 +8,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -152,12 +154,17 @@ class CannotStart:
 def test_optional_tracker_that_cannot_start_is_skipped(monkeypatch, capsys):
     from ml_project import tracking
 
+    # It starts in the background: the failure surfaces at a later call, at the latest on close.
     monkeypatch.setitem(tracking.TRACKERS, "dvclive", "tests.test_tracking:CannotStart")
-    fan = open_trackers(TrackingParams(**ONLY_DVCLIVE), RunInfo(stage="train"))
+    with open_trackers(TrackingParams(**ONLY_DVCLIVE), RunInfo(stage="train")) as fan:
+        fan.log_params({"x": 1})
     assert fan.names == [] and fan.failed == {"dvclive": "server unreachable"}
     assert capsys.readouterr().err.count("could not start and is skipped: server unreachable") == 1
-    with pytest.raises(UserError, match=r"tracker 'dvclive' failed .*: server unreachable"):
-        open_trackers(TrackingParams(strict=True, **ONLY_DVCLIVE), RunInfo(stage="train"))
+    with (
+        pytest.raises(UserError, match=r"tracker 'dvclive' failed .*: server unreachable"),
+        open_trackers(TrackingParams(strict=True, **ONLY_DVCLIVE), RunInfo(stage="train")),
+    ):
+        pass
 
 
 class FailsOnClose(Recorder):
@@ -294,3 +301,84 @@ def test_a_joining_stage_opens_no_new_run_for_a_tracker_the_train_stage_lacked(t
         fan.log_summary({"test/f1": 0.9})
     assert fan.names == [] and fan.failed == {}
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "wandb").exists()
+
+
+# --- Optional trackers start and take their calls on a thread of their own ---
+
+GATE = threading.Event()  # SlowStart.from_params waits for it
+STARTED: list[Recorder] = []
+
+
+class SlowStart(Recorder):
+    """An optional tracker whose start-up takes as long as the test wants."""
+
+    required = False
+
+    @classmethod
+    def from_params(cls, params, run):
+        assert GATE.wait(timeout=30), "the test never let the tracker start"
+        tracker = cls("slow", fail_on=getattr(run, "fail_on", None))
+        tracker.run_id = "run-1"
+        STARTED.append(tracker)
+        return tracker
+
+
+@pytest.fixture
+def slow_tracker(monkeypatch):
+    from ml_project import tracking
+
+    GATE.clear()
+    STARTED.clear()
+    # This module's own name: importing it under another one would make a second GATE.
+    monkeypatch.setitem(tracking.TRACKERS, "dvclive", f"{__name__}:SlowStart")
+    yield
+    GATE.set()
+
+
+def test_a_slow_tracker_start_does_not_hold_up_the_stage(slow_tracker):
+    begin = time.perf_counter()
+    with open_trackers(TrackingParams(**ONLY_DVCLIVE), RunInfo(stage="train")) as fan:
+        fan.set_tags({"model": "hgb"})
+        fan.log_params({"x": 1})
+        for step in range(3):
+            fan.log_metrics({"val/f1": step / 10}, step)
+        fan.log_model(object(), Path("models/model.skops"), None)
+        waited = time.perf_counter() - begin
+        assert not STARTED  # still starting, and every call above has returned
+        GATE.set()
+        assert fan.run_ids == {"dvclive": "run-1"}  # waits for the start, not for the calls
+    assert waited < 5
+    assert [c[0] for c in STARTED[0].calls] == [
+        "set_tags",
+        "log_params",
+        "log_metrics",
+        "log_metrics",
+        "log_metrics",
+        "log_model",
+        "close",
+    ]
+    assert STARTED[0].calls[-1] == ("close", "success")
+
+
+def test_a_crash_still_delivers_every_queued_call_then_closes_the_run_failed(slow_tracker):
+    params = TrackingParams(**ONLY_DVCLIVE)
+    with pytest.raises(ZeroDivisionError), open_trackers(params, RunInfo("train")) as fan:
+        fan.log_metrics({"val/f1": 0.5}, 0)
+        GATE.set()
+        1 / 0
+    assert STARTED[0].calls == [("log_metrics", {"val/f1": 0.5}, 0), ("close", "failed")]
+
+
+def test_a_call_failing_on_the_tracker_thread_is_reported_once_and_the_run_fails(
+    slow_tracker, capsys
+):
+    run = RunInfo(stage="train")
+    run.fail_on = "log_model"
+    GATE.set()
+    with open_trackers(TrackingParams(**ONLY_DVCLIVE), run) as fan:
+        fan.log_model(object(), Path("m"), None)
+        fan.run_ids  # noqa: B018 - waits for the start only
+    assert fan.failed == {"dvclive": "slow is down"}
+    err = capsys.readouterr().err
+    assert err.count("warning: tracker 'dvclive'") == 1 and "slow is down" in err
+    assert STARTED[0].calls[-1] == ("close", "failed")

@@ -8,6 +8,7 @@ so a disabled tracker costs nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from ml_project.errors import UserError
 from ml_project.params import TrackingParams
+from ml_project.tracking.background import BackgroundTracker, StartFailure
 
 # name -> "module:Class"; the class has `from_params(params, run) -> Tracker | None`.
 TRACKERS: dict[str, str] = {
@@ -151,33 +153,47 @@ class Trackers:
 
     @property
     def names(self) -> list[str]:
-        return [t.name for t in self.trackers]
+        return [t.name for t in self.trackers if getattr(t, "active", True)]
 
     @property
     def run_ids(self) -> dict[str, str]:
-        """Run ids of the trackers that have one, for later stages to join the same run."""
+        """Run ids of the trackers that have one, for later stages to join the same run.
+
+        Waits for trackers still starting in the background; one that could not start is
+        reported and dropped here, so its id is never recorded.
+        """
+        self._each("wait_started")
         return {t.name: t.run_id for t in self.trackers if getattr(t, "run_id", None)}
 
     def _each(self, method: str, *args, **kwargs) -> None:
         for tracker in list(self.trackers):
+            call = getattr(tracker, method, None)
+            if call is None:  # `wait_started`: only trackers started in the background have it
+                continue
             try:
-                getattr(tracker, method)(*args, **kwargs)
+                call(*args, **kwargs)
             except Exception as exc:
-                if tracker.required:
-                    raise
-                if self.strict:
-                    raise strict_failure(tracker.name, exc, _store(tracker)) from exc
+                self._failed(tracker, exc)
                 self._drop(tracker, exc)
+
+    def _failed(self, tracker: Tracker, exc: Exception, closing: bool = False) -> None:
+        """Raise when the failure is fatal; otherwise report it once and record it."""
+        if tracker.required:
+            raise exc
+        if self.strict:
+            raise strict_failure(tracker.name, exc, _store(tracker)) from exc
+        reason = describe(exc, _store(tracker))
+        self.failed[tracker.name] = reason
+        if isinstance(exc, StartFailure):
+            what = "could not start and is skipped"
+        elif closing:
+            what = "failed on close"
+        else:
+            what = "failed and is skipped for the rest of this run"
+        print(f"warning: tracker '{tracker.name}' {what}: {reason}", file=sys.stderr)
 
     def _drop(self, tracker: Tracker, exc: BaseException) -> None:
         self.trackers.remove(tracker)
-        reason = describe(exc, _store(tracker))
-        self.failed[tracker.name] = reason
-        print(
-            f"warning: tracker '{tracker.name}' failed and is skipped for the rest of this run: "
-            f"{reason}",
-            file=sys.stderr,
-        )
         with contextlib.suppress(Exception):  # it already failed; closing is best effort
             tracker.close("failed")
 
@@ -200,6 +216,8 @@ class Trackers:
         self._each("log_model", model, Path(path), input_example)
 
     def close(self, status: str = "success") -> None:
+        """Close every tracker (background ones finish their queued calls first), then raise
+        or report what failed."""
         errors = []
         for tracker in self.trackers:
             try:
@@ -208,15 +226,7 @@ class Trackers:
                 errors.append((tracker, exc))
         self.trackers = []
         for tracker, exc in errors:
-            if tracker.required:
-                raise exc
-            if self.strict:
-                raise strict_failure(tracker.name, exc, _store(tracker)) from exc
-            print(
-                f"warning: tracker '{tracker.name}' failed on close: "
-                f"{describe(exc, _store(tracker))}",
-                file=sys.stderr,
-            )
+            self._failed(tracker, exc, closing=True)
 
     def __enter__(self) -> Trackers:
         return self
@@ -249,8 +259,13 @@ def load_tracker_class(name: str) -> type:
 def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
     """Start every enabled tracker for `run`; disabled ones are never imported.
 
+    Optional trackers (MLflow, W&B) start on threads of their own and take their calls there
+    (`BackgroundTracker`), so their start-up and slow calls overlap the stage's work; the
+    fan-out's `close` waits for them. A required tracker (dvclive) starts here, at once.
+
     A tracker that cannot start is handled like one that fails later: fatal when it is
-    required or `tracking.strict` is on, otherwise reported once and skipped.
+    required or `tracking.strict` is on, otherwise reported once and skipped. For a background
+    tracker that happens at the first fan-out call after it failed, at the latest on close.
     """
     fanout = Trackers([], strict=params.strict)
     for name in TRACKERS:
@@ -258,6 +273,11 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
         if section is None or not section.enabled:
             continue
         cls = load_tracker_class(name)
+        if not cls.required:
+            fanout.trackers.append(
+                BackgroundTracker(name, functools.partial(cls.from_params, params, run))
+            )
+            continue
         try:
             tracker = cls.from_params(params, run)
         except Exception as exc:
