@@ -295,3 +295,43 @@ def test_train_and_evaluate_write_nothing_under_home(repo, tmp_path):
     staged = list((repo / "wandb/data/artifacts/staging").rglob("*"))
     model = (repo / "models/model.skops").read_bytes()
     assert any(p.is_file() and p.read_bytes() == model for p in staged)
+
+
+KILLED_STAGE = """
+import sys, time
+from pathlib import Path
+from ml_project.params import TrackingParams
+from ml_project.tracking import RunInfo, open_trackers
+
+params = TrackingParams(dvclive={"enabled": False}, wandb={"enabled": False})
+fan = open_trackers(params, RunInfo(stage="train", root=Path.cwd(), name="killed"))
+fan.log_params({"lr": 0.1})
+for step in range(5):
+    fan.log_metrics({"val/f1": step / 10}, step)
+print(fan.run_ids["mlflow"], flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_stage_leaves_its_mlflow_run_failed_with_everything_sent(tmp_path):
+    """MLflow runs in a child of the stage: SIGKILL the stage, and the child still closes the
+    run (before, a killed stage left it RUNNING forever)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_STAGE],
+        cwd=tmp_path,
+        env=project_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    run_id = proc.stdout.readline().strip()  # the run is started once its id is known
+    time.sleep(2)  # the forwarding thread drains the queued calls
+    proc.kill()
+    proc.wait()
+    client = mlflow_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    deadline = time.monotonic() + 60
+    while client.get_run(run_id).info.status == "RUNNING":
+        assert time.monotonic() < deadline, "the run was left RUNNING"
+        time.sleep(0.5)
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.params == {"lr": "0.1"}
+    assert [m.step for m in client.get_metric_history(run_id, "val/f1")] == list(range(5))

@@ -261,7 +261,9 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
 
     Optional trackers (MLflow, W&B) start on threads of their own and take their calls there
     (`BackgroundTracker`), so their start-up and slow calls overlap the stage's work; the
-    fan-out's `close` waits for them. A required tracker (dvclive) starts here, at once.
+    fan-out's `close` waits for them. Those marked `in_child` run in a forked child process
+    (`ChildTracker`), so that their start-up also runs on another core. A required tracker
+    (dvclive) starts here, at once.
 
     A tracker that cannot start is handled like one that fails later: fatal when it is
     required or `tracking.strict` is on, otherwise reported once and skipped. For a background
@@ -274,9 +276,13 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
             continue
         cls = load_tracker_class(name)
         if not cls.required:
-            fanout.trackers.append(
-                BackgroundTracker(name, functools.partial(cls.from_params, params, run))
-            )
+            start = functools.partial(cls.from_params, params, run)
+            if getattr(cls, "in_child", False):
+                from ml_project.tracking.child import ChildTracker, can_fork
+
+                if can_fork():
+                    start = ChildTracker(name, start).started
+            fanout.trackers.append(BackgroundTracker(name, start))
             continue
         try:
             tracker = cls.from_params(params, run)

@@ -39,6 +39,7 @@ class MlflowTracker:
 
     name = "mlflow"
     required = False
+    in_child = True  # start (imports, store, service) in a forked process: see child.py
 
     def __init__(self, uri: str, experiment: str, root: Path, run_id: str | None, run_name: str):
         for key, value in ENV_DEFAULTS.items():

@@ -17,6 +17,7 @@ FLUSH_SECONDS = 2.0
 class WandbTracker:
     name = "wandb"
     required = False
+    in_child = True  # start (imports, store, service) in a forked process: see child.py
 
     def __init__(self, run):
         self.run = run

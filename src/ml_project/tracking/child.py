@@ -1,0 +1,143 @@
+"""An optional tracker run in a forked child process: its start-up uses the other core.
+
+Threads alone do not shorten a stage: starting MLflow or W&B is mostly importing Python code,
+which holds the GIL, so a tracker thread only slows the training thread down by as much as it
+saves. A child forked from the stage at `open_trackers` (cheap: nothing is re-imported, and the
+stage is not importing anything at that moment) imports and starts the tracker in parallel,
+and the stage's `BackgroundTracker` thread forwards the calls to it, one round trip each.
+
+`log_model` sends the saved model's path, not the object: the child loads it with
+`load_native`, which is also the proof that the file logged as the model loads. If the stage
+dies, the child sees the pipe close and ends the run as failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ml_project.tracking import TrackerError, describe
+
+
+def can_fork() -> bool:
+    """Linux only: macOS system libraries are not fork-safe, and Windows has no fork. Where it
+    is False, the tracker runs on its thread in the stage's process instead."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+# The stage's ends of the pipes to its tracker children. A child closes its copies at once:
+# while any process holds a stage's end open, that child would never see the stage die.
+_STAGE_ENDS: set = set()
+
+
+def _serve(conn, start: Callable[[], Any]) -> None:
+    """The child: start the tracker, then run each call and answer ("ok"|"error", detail)."""
+    for end in list(_STAGE_ENDS):
+        end.close()
+    _STAGE_ENDS.clear()
+    try:
+        tracker = start()
+    except Exception as exc:  # noqa: BLE001 - reported by the stage
+        conn.send(("error", describe(exc)))
+        return
+    if tracker is None:
+        conn.send(("ok", None))
+        return
+    store = getattr(tracker, "store", "")
+    conn.send(("ok", (getattr(tracker, "run_id", None), store)))
+    while True:
+        try:
+            method, args = conn.recv()
+        except EOFError:  # the stage is gone: nothing more will come
+            tracker.close("failed")
+            return
+        try:
+            if method == "log_model":
+                from ml_project.persistence import load_native
+
+                args = (load_native(args[1]), *args[1:])
+            getattr(tracker, method)(*args)
+            conn.send(("ok", None))
+        except Exception as exc:  # noqa: BLE001 - reported by the stage
+            conn.send(("error", describe(exc, store)))
+        if method == "close":
+            return
+
+
+class ChildTracker:
+    """The stage's side of a tracker running in a child process."""
+
+    def __init__(self, name: str, start: Callable[[], Any]):
+        self.name = name
+        self.required = False
+        self.run_id: str | None = None
+        self.store = ""
+        for stream in (sys.stdout, sys.stderr):  # else the child repeats what is buffered
+            stream.flush()
+        context = multiprocessing.get_context("fork")
+        self._conn, child_end = context.Pipe()
+        _STAGE_ENDS.add(self._conn)
+        self._process = context.Process(
+            target=_serve, args=(child_end, start), name=f"{name}-tracker", daemon=False
+        )
+        self._process.start()
+        child_end.close()
+
+    def _reply(self) -> Any:
+        try:
+            kind, detail = self._conn.recv()
+        except EOFError:
+            raise TrackerError(f"the {self.name} tracker process exited unexpectedly") from None
+        if kind == "error":
+            raise TrackerError(detail)
+        return detail
+
+    def started(self) -> ChildTracker | None:
+        """Wait for the child's start-up: this tracker, or None if it chose not to run."""
+        try:
+            detail = self._reply()
+        except TrackerError:
+            self._end()
+            raise
+        if detail is None:
+            self._end()
+            return None
+        self.run_id, self.store = detail
+        return self
+
+    def _call(self, method: str, *args: Any) -> None:
+        self._conn.send((method, args))
+        self._reply()
+
+    def _end(self) -> None:
+        _STAGE_ENDS.discard(self._conn)
+        self._conn.close()
+        self._process.join()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._call("log_params", dict(params))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._call("set_tags", dict(tags))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._call("log_metrics", dict(metrics), step)
+
+    def log_summary(self, metrics: Mapping[str, float]) -> None:
+        self._call("log_summary", dict(metrics))
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        self._call("log_artifact", Path(path), kind)
+
+    def log_model(self, model: Any, path: Path, input_example: Any) -> None:
+        self._call("log_model", None, Path(path), input_example)
+
+    def close(self, status: str) -> None:
+        try:
+            self._call("close", status)
+        finally:
+            self._end()
