@@ -24,7 +24,33 @@ class StartFailure(Exception):
     """The tracker could not start; the original error is its `__cause__`."""
 
 
-class BackgroundTracker:
+class Forwarder:
+    """The `Tracker` protocol's calls, each handed to `_forward(method, *args)` with copies of
+    its mappings (the caller may change them once the call has returned)."""
+
+    def _forward(self, method: str, *args: Any) -> None:
+        raise NotImplementedError
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._forward("log_params", dict(params))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._forward("set_tags", dict(tags))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._forward("log_metrics", dict(metrics), step)
+
+    def log_summary(self, metrics: Mapping[str, float]) -> None:
+        self._forward("log_summary", dict(metrics))
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        self._forward("log_artifact", Path(path), kind)
+
+    def log_model(self, model: Any, path: Path, input_example: Any) -> None:
+        self._forward("log_model", model, Path(path), input_example)
+
+
+class BackgroundTracker(Forwarder):
     required = False  # a required tracker (dvclive) starts on the caller's thread
 
     def __init__(self, name: str, start: Callable[[], Any]):
@@ -67,7 +93,7 @@ class BackgroundTracker:
             self._reported = True
             raise self._error
 
-    def _submit(self, method: str, *args: Any) -> None:
+    def _forward(self, method: str, *args: Any) -> None:
         self._raise_pending()
         if not self._closing:
             self._calls.put((method, args))
@@ -85,24 +111,6 @@ class BackgroundTracker:
     def run_id(self) -> str | None:
         self._started.wait()
         return getattr(self._tracker, "run_id", None)
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self._submit("log_params", dict(params))
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._submit("set_tags", dict(tags))
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self._submit("log_metrics", dict(metrics), step)
-
-    def log_summary(self, metrics: Mapping[str, float]) -> None:
-        self._submit("log_summary", dict(metrics))
-
-    def log_artifact(self, path: Path, kind: str = "file") -> None:
-        self._submit("log_artifact", Path(path), kind)
-
-    def log_model(self, model: Any, path: Path, input_example: Any) -> None:
-        self._submit("log_model", model, Path(path), input_example)
 
     def close(self, status: str) -> None:
         """Run everything queued, close the tracker, and raise what failed on the way."""

@@ -16,11 +16,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ml_project.tracking import TrackerError, describe
+from ml_project.tracking.background import Forwarder
 
 
 def can_fork() -> bool:
@@ -68,7 +69,7 @@ def _serve(conn, start: Callable[[], Any]) -> None:
             return
 
 
-class ChildTracker:
+class ChildTracker(Forwarder):
     """The stage's side of a tracker running in a child process."""
 
     def __init__(self, name: str, start: Callable[[], Any]):
@@ -109,7 +110,7 @@ class ChildTracker:
         self.run_id, self.store = detail
         return self
 
-    def _call(self, method: str, *args: Any) -> None:
+    def _forward(self, method: str, *args: Any) -> None:
         self._conn.send((method, args))
         self._reply()
 
@@ -118,26 +119,11 @@ class ChildTracker:
         self._conn.close()
         self._process.join()
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self._call("log_params", dict(params))
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._call("set_tags", dict(tags))
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self._call("log_metrics", dict(metrics), step)
-
-    def log_summary(self, metrics: Mapping[str, float]) -> None:
-        self._call("log_summary", dict(metrics))
-
-    def log_artifact(self, path: Path, kind: str = "file") -> None:
-        self._call("log_artifact", Path(path), kind)
-
     def log_model(self, model: Any, path: Path, input_example: Any) -> None:
-        self._call("log_model", None, Path(path), input_example)
+        self._forward("log_model", None, Path(path), input_example)  # the child loads `path`
 
     def close(self, status: str) -> None:
         try:
-            self._call("close", status)
+            self._forward("close", status)
         finally:
             self._end()
