@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -163,3 +164,63 @@ def test_file_sources_must_live_under_data_raw(tmp_path, monkeypatch):
     require_tracked_location(params())
     with pytest.raises(DataError, match=r"data.source: elsewhere/x.csv is outside data/raw/"):
         require_tracked_location(params(source="elsewhere/x.csv", target="y"))
+
+
+# --- data.task: auto ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        ("breast_cancer", None, ("classification", "bundled dataset")),
+        ("diabetes", None, ("regression", "bundled dataset")),
+        ("{csv}", "churn", ("classification", "inferred: target 'churn' holds text")),
+        ("{csv}", "member", ("classification", "inferred: target 'member' holds booleans")),
+        ("{csv}", "stars", ("classification", "inferred: 5 distinct integer values in 'stars'")),
+        ("{csv}", "visits", ("regression", "inferred: 60 distinct numeric values in 'visits'")),
+        ("{csv}", "income", ("regression", "inferred: 240 distinct numeric values in 'income'")),
+    ],
+)
+def test_task_is_inferred_from_the_target(tmp_path, messy, source, target, expected):
+    from ml_project.data import infer_task
+
+    messy = messy.assign(stars=np.arange(len(messy)) % 5 + 1.0, visits=np.arange(len(messy)) % 60)
+    messy.to_csv(tmp_path / "m.csv", index=False)
+    p = params(source=source.format(csv=tmp_path / "m.csv"), target=target)
+    frame, name = load_source(p)
+    assert infer_task(frame, name, p) == expected
+
+
+def test_explicit_task_wins_and_a_contradiction_is_one_line(tmp_path, messy):
+    messy.assign(stars=np.arange(len(messy)) % 5).to_csv(tmp_path / "m.csv", index=False)
+    src = str(tmp_path / "m.csv")
+    assert run_etl(params(source=src, target="stars"), tmp_path / "a").task == "classification"
+    explicit = run_etl(params(source=src, target="stars", task="regression"), tmp_path / "b")
+    assert explicit.task == "regression" and explicit.task_reason == "data.task"
+    with pytest.raises(DataError) as info:
+        run_etl(params(source=src, target="churn", task="regression"), tmp_path / "c")
+    assert re.fullmatch(
+        r"column 'churn' \(target\): dtype \w+ is not numeric, so data.task: regression cannot "
+        r"use it; set data.task: classification \(or auto\)",
+        str(info.value),
+    )
+
+
+def test_auto_task_says_why_when_its_choice_fails(tmp_path, messy):
+    frame = messy.assign(code=np.r_[np.arange(len(messy) - 1) % 3, 7])
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(
+        DataError,
+        match=r"class 7 has 1 rows; .* \(data.task: auto chose "
+        r"classification; inferred: 4 distinct integer values in 'code'\)$",
+    ):
+        run_etl(params(source=str(tmp_path / "m.csv"), target="code"), tmp_path / "out")
+
+
+def test_auto_metric_is_the_task_standard():
+    from ml_project.errors import ParamsError
+    from ml_project.params import TrainParams, resolve_task
+
+    data, train = resolve_task(params(), TrainParams(), "regression")
+    assert (data.task, train.metric) == ("regression", "rmse")
+    assert resolve_task(params(), TrainParams(metric="r2"), "regression")[1].metric == "r2"
+    with pytest.raises(ParamsError, match=r"data.task is 'classification' but the processed"):
+        resolve_task(params(task="classification"), TrainParams(), "regression")

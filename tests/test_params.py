@@ -77,7 +77,7 @@ def test_root_params_are_valid():
             1,
             r"train.lr: unknown key \(valid keys: metric, seed, resume, cv_folds, cv_final\)",
         ),
-        ("data.task", "ranking", r"data.task: Input should be 'classification' or 'regression'"),
+        ("data.task", "ranking", r"data.task: Input should be 'auto', 'classification' or"),
         ("data.test_size", 1.5, r"data.test_size: Input should be less than 1"),
         # YAML's 1 is a valid float, so this is a range error; `true` is not a number at all.
         ("data.test_size", 1, r"data.test_size: Input should be less than 1 \(got 1\)"),

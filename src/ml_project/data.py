@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import pandas as pd
 
 from ml_project.atomic import atomic_dir
 from ml_project.errors import DataError
-from ml_project.params import BUNDLED_DATASETS, DataParams
+from ml_project.params import BUNDLED_DATASETS, DataParams, EtlParams
 
 RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
@@ -60,6 +60,10 @@ class Manifest:
     # Absent from manifests written before they existed; None: every category is encoded.
     categories: dict[str, list[str]] | None = None
     dropped: list[str] = field(default_factory=list)
+    # Why the task is what it is ("data.task", "bundled dataset", "inferred: ..."), and the
+    # etl.steps that ran; absent from older manifests.
+    task_reason: str = "data.task"
+    steps: list = field(default_factory=list)
 
     @property
     def numeric(self) -> list[str]:
@@ -87,7 +91,7 @@ def load_source(params: DataParams) -> tuple[pd.DataFrame, str]:
     """Return the raw table and the name of its target column."""
     if params.source in BUNDLED_DATASETS:
         natural = BUNDLED_DATASETS[params.source]
-        if natural != params.task:
+        if params.task not in ("auto", natural):
             raise DataError(
                 f"data.task: bundled dataset '{params.source}' is a {natural} dataset, "
                 f"but data.task is '{params.task}'"
@@ -192,6 +196,43 @@ def infer_features(frame: pd.DataFrame, target: str) -> list[Feature]:
     return features
 
 
+# A numeric target with at most this many distinct values, all whole numbers, is read as
+# class labels by `data.task: auto`; anything else numeric is a regression target.
+MAX_INFERRED_CLASSES = 20
+
+
+def infer_task(frame: pd.DataFrame, target: str, params: DataParams) -> tuple[str, str]:
+    """(task, why): `data.task` when explicit, else the bundled set's, else from the target.
+
+    Strings, booleans and categories are classes; a numeric target is classification only when
+    it holds a few distinct whole numbers (at most `MAX_INFERRED_CLASSES`).
+    """
+    if params.task != "auto":
+        return params.task, "data.task"
+    if params.source in BUNDLED_DATASETS:
+        return BUNDLED_DATASETS[params.source], "bundled dataset"
+    _require_target(frame, target)
+    y = frame[target].dropna()
+    if pd.api.types.is_bool_dtype(y):
+        return "classification", f"inferred: target '{target}' holds booleans"
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        return "classification", f"inferred: target '{target}' is categorical"
+    if not pd.api.types.is_numeric_dtype(y):
+        return "classification", f"inferred: target '{target}' holds text"
+    distinct = int(y.nunique())
+    whole = pd.api.types.is_integer_dtype(y) or bool(np.all(np.mod(y.to_numpy(float), 1) == 0))
+    if whole and distinct <= MAX_INFERRED_CLASSES:
+        return "classification", f"inferred: {distinct} distinct integer values in '{target}'"
+    return "regression", f"inferred: {distinct} distinct numeric values in '{target}'"
+
+
+def _require_target(frame: pd.DataFrame, target: str) -> None:
+    if target not in frame.columns:
+        shown = ", ".join(map(str, list(frame.columns)[:20]))
+        more = "" if len(frame.columns) <= 20 else f", … ({len(frame.columns)} columns)"
+        raise DataError(f"data.target: column '{target}' not found; columns are: {shown}{more}")
+
+
 def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3) -> list[Feature]:
     """Check the raw table; return its feature list. Raises `DataError` with one line."""
     if len(frame) == 0:
@@ -202,10 +243,7 @@ def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3
             f"column '{repeated[0]}': appears more than once in the input; "
             "column names must be unique (rename or drop the copies)"
         )
-    if target not in frame.columns:
-        shown = ", ".join(map(str, list(frame.columns)[:20]))
-        more = "" if len(frame.columns) <= 20 else f", … ({len(frame.columns)} columns)"
-        raise DataError(f"data.target: column '{target}' not found; columns are: {shown}{more}")
+    _require_target(frame, target)
     y = frame[target]
     if (missing := int(y.isna().sum())) > 0:
         raise DataError(f"column '{target}' (target): {missing} missing values; fill or drop them")
@@ -213,18 +251,19 @@ def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3
         counts = y.value_counts()
         if len(counts) < 2:
             raise DataError(
-                f"column '{target}' (target): a single class ({counts.index[0]!r}); "
+                f"column '{target}' (target): a single class ({_plain(counts.index[0])!r}); "
                 "classification needs at least two"
             )
         if counts.min() < min_per_class:
             raise DataError(
-                f"column '{target}' (target): class {counts.idxmin()!r} has {counts.min()} rows; "
+                f"column '{target}' (target): class {_plain(counts.idxmin())!r} has "
+                f"{counts.min()} rows; "
                 f"a stratified train/val/test split needs at least {min_per_class} per class"
             )
     elif not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
         raise DataError(
-            f"column '{target}' (target): dtype {y.dtype} is not numeric; "
-            "use data.task=classification or a numeric target"
+            f"column '{target}' (target): dtype {y.dtype} is not numeric, so data.task: "
+            "regression cannot use it; set data.task: classification (or auto)"
         )
     features = infer_features(frame, target)
     numeric = [f.name for f in features if f.kind == "numeric"]
@@ -233,6 +272,11 @@ def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3
     for name in numeric:
         _refuse_infinite(frame[name], f"column '{name}'")
     return features
+
+
+def _plain(value):
+    """numpy scalars as Python ones, so messages say 7, not np.int64(7)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _refuse_infinite(col: pd.Series, where: str) -> None:
@@ -354,16 +398,19 @@ def coerce_features(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFram
     return pd.DataFrame(out, index=frame.index)
 
 
-def split(frame: pd.DataFrame, target: str, params: DataParams) -> dict[str, pd.DataFrame]:
+def split(
+    frame: pd.DataFrame, target: str, params: DataParams, task: str | None = None
+) -> dict[str, pd.DataFrame]:
     """Seeded train/val/test split, stratified on the target for classification."""
     from sklearn.model_selection import train_test_split
 
-    stratify = frame[target] if params.task == "classification" else None
+    task = task or params.task
+    stratify = frame[target] if task == "classification" else None
     rest, test = train_test_split(
         frame, test_size=params.test_size, random_state=params.seed, stratify=stratify
     )
     val_share = params.val_size / (1 - params.test_size)
-    stratify = rest[target] if params.task == "classification" else None
+    stratify = rest[target] if task == "classification" else None
     train, val = train_test_split(
         rest, test_size=val_share, random_state=params.seed, stratify=stratify
     )
@@ -387,9 +434,11 @@ def build_manifest(
     features: list[Feature],
     params: DataParams,
     dropped: list[str] | None = None,
+    task: str | None = None,
 ) -> Manifest:
+    task = task or params.task
     classes = balance = None
-    if params.task == "classification":
+    if task == "classification":
         classes = sorted(pd.concat([s[target] for s in splits.values()]).unique().tolist())
         balance = {
             name: {str(k): int(v) for k, v in df[target].value_counts().sort_index().items()}
@@ -398,7 +447,7 @@ def build_manifest(
     return Manifest(
         source=params.source,
         target=target,
-        task=params.task,
+        task=task,
         features=features,
         rows={name: len(df) for name, df in splits.items()},
         classes=classes,
@@ -412,18 +461,33 @@ def build_manifest(
     )
 
 
-def run_etl(params: DataParams, out_dir: Path = PROCESSED_DIR) -> Manifest:
-    """Load, validate, split and write `train/val/test.parquet` plus `manifest.json`.
+def run_etl(
+    params: DataParams, out_dir: Path = PROCESSED_DIR, etl: EtlParams | None = None
+) -> Manifest:
+    """Load, apply `etl.steps` (features.py), validate, split, and write
+    `train/val/test.parquet` plus `manifest.json`.
 
     The directory is replaced in one rename, so a failure never leaves a partial output
     that looks valid.
     """
+    from ml_project import features as user_features  # etl alone pays for it
+
+    steps = user_features.parse_steps((etl or EtlParams()).steps)
     frame, target = load_source(params)
-    features = validate(frame, target, params.task)
+    _require_target(frame, target)
+    frame = user_features.apply_steps(frame, steps, target)
+    task, why = infer_task(frame, target, params)
+    try:
+        features = validate(frame, target, task)
+    except DataError as exc:
+        if params.task != "auto":
+            raise
+        raise DataError(f"{exc} (data.task: auto chose {task}; {why})") from None
     features, dropped = handle_id_columns(frame, features, params.id_columns)
     frame = frame[[f.name for f in features] + [target]]
-    splits = split(frame, target, params)
-    manifest = build_manifest(splits, target, features, params, dropped)
+    splits = split(frame, target, params, task)
+    manifest = build_manifest(splits, target, features, params, dropped, task)
+    manifest = replace(manifest, task_reason=why, steps=list((etl or EtlParams()).steps))
     with atomic_dir(out_dir) as staging:
         for name, df in splits.items():
             df.reset_index(drop=True).to_parquet(staging / f"{name}.parquet", index=False)
@@ -445,3 +509,28 @@ def load_split(
     """Features (coerced for the model) and target of one split."""
     frame = pd.read_parquet(Path(data_dir) / f"{name}.parquet")
     return coerce_features(frame, manifest.features), frame[manifest.target].to_numpy()
+
+
+def __getattr__(name: str):
+    """`from ml_project.data import load_etl` (and `EtlData`, `versions`, `replay`): loaded
+    on first use, so the stages that import this module do not load `versions.py`."""
+    if name in ("load_etl", "EtlData", "replay"):
+        from ml_project import versions
+
+        return getattr(versions, name)
+    if name == "versions":
+        from ml_project.versions import table
+
+        return table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["versions"]:
+        print("usage: python -m ml_project.data versions [--offline]", file=sys.stderr)
+        sys.exit(2)
+    from ml_project.versions import main
+
+    sys.exit(main(["list", *sys.argv[2:]]))

@@ -30,6 +30,11 @@ from ml_project.errors import ParamsError, check_at_exit
 PARAMS_FILE = Path("params.yaml")
 
 Task = Literal["classification", "regression"]
+# `auto`: ETL infers the task from the target (see `data.infer_task`) and writes it to the
+# manifest, which is where later stages read it.
+TaskChoice = Literal["auto", "classification", "regression"]
+# The selection metric `train.metric: auto` stands for.
+STANDARD_METRIC = {"classification": "f1", "regression": "rmse"}
 # scikit-learn's bundled datasets (no download) and the task each one is for.
 BUNDLED_DATASETS = {
     "breast_cancer": "classification",
@@ -90,7 +95,9 @@ class DataParams(Section):
         description=f"a bundled dataset ({', '.join(BUNDLED_DATASETS)}) or a .csv/.parquet path",
     )
     target: str | None = Field(None, description="target column; required for files")
-    task: Task = "classification"
+    task: TaskChoice = Field(
+        "auto", description="auto: inferred from the target; or classification | regression"
+    )
     test_size: float = Field(0.2, gt=0, lt=1)
     val_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
@@ -118,7 +125,10 @@ class DataParams(Section):
 class TrainParams(Section):
     """`train:` model-independent training settings."""
 
-    metric: str = Field("f1", description="selection / early-stopping metric, see metrics.py")
+    metric: str = Field(
+        "auto",
+        description="selection / early-stopping metric, see metrics.py; auto: f1 or rmse",
+    )
     seed: int = 42
     resume: bool = Field(
         True, description="torch models: continue a killed run from its last epoch checkpoint"
@@ -134,6 +144,28 @@ class TrainParams(Section):
         if value == 1:
             raise ValueError("must be 0 (off) or at least 2")
         return value
+
+
+class EtlParams(Section):
+    """`etl:` the user's row-wise transforms, applied between validation and the split.
+
+    Each entry is a step name of `features.STEPS`, or `{name: {its params}}`; the steps and
+    their params are checked by `features.parse_steps`.
+    """
+
+    steps: list[str | dict[str, Any]] = Field(default_factory=list)
+
+
+def resolve_task(data: DataParams, train: TrainParams, task: str) -> tuple[DataParams, TrainParams]:
+    """`data` and `train` for data of `task` (the manifest's): `auto` becomes the task and its
+    standard metric; an explicit task that is not the data's means the data is stale."""
+    if data.task not in ("auto", task):
+        raise ParamsError(
+            f"params.yaml: data.task is '{data.task}' but the processed data was built for "
+            f"'{task}'; re-run etl (dvc repro)"
+        )
+    metric = STANDARD_METRIC[task] if train.metric == "auto" else train.metric
+    return data.model_copy(update={"task": task}), train.model_copy(update={"metric": metric})
 
 
 class ExportParams(Section):

@@ -191,7 +191,8 @@ def override(key: str, value: Any) -> str:
 
 
 def existing_names(root: Path) -> set[str]:
-    """Names of every experiment in the repository, finished, queued, running or failed."""
+    """Names of every experiment in the repository, finished, queued, running or failed, and
+    on its git remote when that is reachable (so two clones do not both make `t5`)."""
     refs = subprocess.run(
         ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
         cwd=root,
@@ -207,7 +208,9 @@ def existing_names(root: Path) -> set[str]:
         queue = repo.experiments.celery_queue
         entries = [*queue.iter_queued(), *queue.iter_active()]
         entries += [entry for entry, _ in queue.iter_failed()]
-    return names | {e.name for e in entries if e.name}
+    from ml_project.versions import remote_experiment_names  # the git remote's, if reachable
+
+    return names | {e.name for e in entries if e.name} | set(remote_experiment_names(root))
 
 
 def next_names(taken: Iterable[str], count: int) -> list[str]:
@@ -569,6 +572,10 @@ def results(root: Path, tasks: list[Task], base: Mapping[str, Any]) -> pd.DataFr
     frame = pd.DataFrame.from_records(records).set_index("experiment")
 
     metric = str(flatten(base).get("train.metric", ""))
+    if metric == "auto":  # the data's task decides: its standard metric, whichever was logged
+        from ml_project.params import STANDARD_METRIC
+
+        metric = next((m for m in STANDARD_METRIC.values() if f"val.{m}" in frame), "")
     column = f"val.{metric}"
     higher = METRICS[metric].greater_is_better if metric in METRICS else True
     frame["best"] = False

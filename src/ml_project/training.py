@@ -6,6 +6,7 @@ Nothing here branches on a model name: what differs between models lives in thei
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -30,10 +31,12 @@ from ml_project.params import (
     TrainParams,
     flatten,
     read_params,
+    resolve_task,
     section,
 )
 from ml_project.persistence import MODEL_PATH, save_native
 from ml_project.tracking import RunInfo, Trackers, dvc_tags, open_trackers, write_run_ids
+from ml_project.versions import label_for
 
 INFO_PATH = Path("models/train_info.json")
 # Cross-validation outputs: folds.json always (`{"cv_folds": 0}` when off), oof.parquet with CV.
@@ -68,6 +71,11 @@ class TrainConfig:
             }
         )
 
+    def for_task(self, task: str) -> TrainConfig:
+        """This config for data of `task`: `auto` task and metric resolved (params.py)."""
+        data, train = resolve_task(self.data, self.train, task)
+        return dataclasses.replace(self, data=data, train=train)
+
 
 def load_train_config(raw: Mapping[str, Any] | None = None) -> TrainConfig:
     raw = read_params() if raw is None else raw
@@ -77,7 +85,8 @@ def load_train_config(raw: Mapping[str, Any] | None = None) -> TrainConfig:
         raise ParamsError("params.yaml: model: must name one entry of models:")
     hyperparams = parse_models(raw.get("models"), model)
     train = section(raw, "train", TrainParams)
-    M.selection_metric(train.metric, data.task)
+    if "auto" not in (data.task, train.metric):  # else checked against the data, in fit
+        M.selection_metric(train.metric, data.task)
     return TrainConfig(
         data, model, hyperparams[model], train, section(raw, "tracking", TrackingParams)
     )
@@ -232,6 +241,7 @@ def fit(
     Usable from a notebook: `fit(load_train_config(), read_manifest())`.
     """
     trackers = trackers or Trackers([])
+    config = config.for_task(manifest.task)
     X_train, y_train = load_split("train", manifest, data_dir)
     X_val, y_val = load_split("val", manifest, data_dir)
     splits = (X_train, y_train, X_val, y_val)
@@ -264,14 +274,13 @@ def run(
 ) -> TrainResult:
     """The train stage: trackers open, fit, save the model and its info, trackers close."""
     manifest = read_manifest(data_dir)
-    if manifest.task != config.data.task:
-        raise ParamsError(
-            f"params.yaml: data.task is '{config.data.task}' but {data_dir} was built for "
-            f"'{manifest.task}'; re-run etl (dvc repro)"
-        )
+    config = config.for_task(manifest.task)
+    # The data's label (v3); made here too when etl was restored from the run-cache.
+    label = label_for(manifest) if is_main_process() else ""
     tags = {
         **dvc_tags(),
         "data_version": manifest.data_version,
+        "data_label": label,
         "model": config.model,
         "task": manifest.task,
     }
@@ -288,6 +297,7 @@ def run(
             "task": manifest.task,
             "metric": config.train.metric,
             "data_version": manifest.data_version,
+            "data_label": label,
             "fit_seconds": round(result.fit_seconds, 4),
             "steps": len(result.history),
             "threads": threads.budget()[0],  # the thread budget fit_seconds was measured with
