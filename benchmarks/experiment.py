@@ -1,6 +1,6 @@
 """The cost of one experiment against DVC's own floor, in one run, methods alternating.
 
-    python benchmarks/experiment.py [--repeats 2]
+    python benchmarks/experiment.py [--repeats 1]
 
 Per repeat, in this order:
 - bare: `dvc exp run -S x=N` of a 4-stage pipeline whose stages are `python -c` one-liners,
@@ -128,7 +128,7 @@ def sweep(repo: Path, rates: list[float], jobs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of every method")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of every method")
     args = parser.parse_args()
     times: dict[str, list[float]] = {}
     peaks: dict[str, int] = {}
