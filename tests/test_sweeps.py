@@ -79,7 +79,7 @@ def test_next_free_names_follow_the_highest_number():
         (
             ["run", "-S", "modle=rf"],
             "error: -S: modle: not a param in params.yaml (valid top-level keys: data, "
-            "model, models, train, tracking, export)",
+            "etl, model, models, train, tracking, export)",
         ),
         (
             ["run", "-S", "model"],
