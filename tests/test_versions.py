@@ -356,3 +356,30 @@ def test_next_name_skips_the_remotes_experiments_and_push_refuses_a_taken_name(p
     )
     remote_t2 = sh("git ls-remote origin 'refs/exps/*/t2'", b).stdout.split()
     assert len(remote_t2) == 2  # still exactly one t2 there: a's
+
+
+@pytest.mark.slow
+def test_a_second_clone_sees_the_labels_and_loads_data_from_the_dvc_remote(exp_repo, tmp_path):
+    """Clone a pushes t1 (git refs to a bare remote, data to a DVC remote); clone b gets only
+    the git refs, then reads t1's data from the DVC remote: its workspace and cache untouched
+    before, the labels the same as a's."""
+    a = tmp_path / "a"
+    shutil.copytree(exp_repo, a, symlinks=True)
+    remote, storage = tmp_path / "remote.git", tmp_path / "storage"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    sh(f"git remote add origin {remote} && git push -q origin main", a)
+    sh(f"dvc remote modify --local local url {storage}", a)
+    out = sh("python -m ml_project.versions exp-push t1", a).stdout
+    assert out.strip() == "pushed experiment t1 and its data to 'origin', and the data labels"
+
+    b = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", str(remote), str(b)], check=True, env=git_env())
+    sh(f"dvc remote modify --local local url {storage}", b)
+    sh("git fetch -q origin 'refs/exps/*:refs/exps/*'", b)
+    table = sh("python -m ml_project.data versions", b).stdout
+    assert re.search(r"^v2\s+ff74d6f2313369b4\s+264/89/89", table, re.MULTILINE)
+    assert V.labels(b) == V.labels(a)
+    data = V.load_etl("v2", b)  # by label: found among the experiments, from the remote
+    assert (data.label, len(data.train)) == ("v2", 264)
+    assert V.load_etl("t1", b).data_version == "ff74d6f2313369b4"
+    assert not (b / "data/processed").exists()

@@ -516,7 +516,7 @@ def load_etl(ref: str, repo: Path | str = ".") -> EtlData:
             if files is not None:
                 break
         if files is None and not rev:
-            files = cache.find(version)
+            files = cache.find(version) or _label_from_remote(root, version, cache)
     finally:
         cache.close()
     if files is None:
@@ -540,6 +540,19 @@ def _revs_with(root: Path, version: str | None, cache: _Cache) -> list[str]:
         if dir_md5 and cache.data_version(dir_md5) == version:
             found.append(rev)
     return found
+
+
+def _label_from_remote(root: Path, version: str | None, cache: _Cache) -> dict[str, Path] | None:
+    """A labelled version whose data is not cached: fetch the processed data of the commits
+    (HEAD, experiments) that the cache cannot tell, until one has `version`."""
+    for rev in ["HEAD", *experiment_refs(root).values()]:
+        dir_md5 = _processed_dir(root, rev)
+        if not dir_md5 or cache.files(dir_md5) is not None:
+            continue  # unknown, or cached (and then not this version: see _revs_with)
+        files = _from_remote(cache, rev)
+        if files is not None and cache.data_version(dir_md5) == version:
+            return files
+    return None
 
 
 def _from_remote(cache: _Cache, rev: str) -> dict[str, Path] | None:
