@@ -13,6 +13,7 @@ dies, the child sees the pipe close and ends the run as failed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -50,6 +51,10 @@ def _serve(conn, start: Callable[[], Any]) -> None:
         return
     store = getattr(tracker, "store", "")
     conn.send(("ok", (getattr(tracker, "run_id", None), store)))
+    prepare = getattr(tracker, "prepare", None)  # optional: imports for later calls, early
+    if prepare is not None:
+        with contextlib.suppress(Exception):  # the call that needs it will report it
+            prepare()
     while True:
         try:
             method, args = conn.recv()
