@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ def can_fork() -> bool:
 _STAGE_ENDS: set = set()
 
 
+def _quietly(call: Callable[[], Any]) -> None:
+    with contextlib.suppress(Exception):  # the call that needs it will report it
+        call()
+
+
 def _serve(conn, start: Callable[[], Any]) -> None:
     """The child: start the tracker, then run each call and answer ("ok"|"error", detail)."""
     for end in list(_STAGE_ENDS):
@@ -52,9 +58,8 @@ def _serve(conn, start: Callable[[], Any]) -> None:
     store = getattr(tracker, "store", "")
     conn.send(("ok", (getattr(tracker, "run_id", None), store)))
     prepare = getattr(tracker, "prepare", None)  # optional: imports for later calls, early
-    if prepare is not None:
-        with contextlib.suppress(Exception):  # the call that needs it will report it
-            prepare()
+    if prepare is not None:  # on a thread: the calls coming in meanwhile must not wait
+        threading.Thread(target=_quietly, args=(prepare,), daemon=True).start()
     while True:
         try:
             method, args = conn.recv()
