@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -203,14 +204,15 @@ def test_one_flag_switches_to_regression_and_lines_carry_the_label(exp_repo):
 def test_versions_table_lists_labels_and_their_experiments(exp_repo):
     out = sh("python -m ml_project.data versions", exp_repo).stdout.splitlines()
     assert out[0].split() == [
-        "data_version", "rows", "features", "source", "task", "etl", "code", "experiments"
+        "data_version", "rows", "features", "source", "task", "etl", "params", "code",
+        "experiments"
     ]  # fmt: skip
     v1 = out[2].split()
     v2 = out[3].split()
     assert v1[:7] == ["v1", "78c44e24b5247356", "341/114/114", "30", "breast_cancer",
                       "classification", "-"]  # fmt: skip
     assert v2[:7] == ["v2", "ff74d6f2313369b4", "264/89/89", "10", "diabetes", "regression", "-"]
-    assert v2[-1] == "t1" and re.fullmatch(r"data.py@\w{7}", v2[7])
+    assert v2[7] == "-" and re.fullmatch(r"data.py@\w{7}", v2[8]) and v2[-1] == "t1"
     frame = V.table(exp_repo)
     assert frame.loc["v2", "experiments"] == "t1" and frame.loc["v1", "features"] == 30
 
@@ -383,3 +385,29 @@ def test_a_second_clone_sees_the_labels_and_loads_data_from_the_dvc_remote(exp_r
     assert (data.label, len(data.train)) == ("v2", 264)
     assert V.load_etl("t1", b).data_version == "ff74d6f2313369b4"
     assert not (b / "data/processed").exists()
+
+
+@pytest.mark.slow
+def test_two_queued_experiments_making_new_data_at_once_get_distinct_labels(exp_repo, tmp_path):
+    """Both run in DVC's temporary workspaces, on two workers, and label in the main repo."""
+    repo = tmp_path / "repo"
+    shutil.copytree(exp_repo, repo, symlinks=True)
+    sh("git commit -q -am 't1 applied'", repo)
+    for seed in (1, 2):
+        sh(f"dvc exp run --queue -n s{seed} -S data.seed={seed}", repo)
+    sh("dvc queue start -j 2", repo)
+    deadline = time.monotonic() + 600
+    while "Success" not in (status := sh("dvc queue status", repo).stdout) or any(
+        s in status for s in ("Queued", "Running")
+    ):
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    lines = {
+        name: run_line(sh(f"dvc queue logs {name}", repo).stdout, "etl") for name in ("s1", "s2")
+    }
+    labels = {name: re.search(r"data version (v\d+)", line)[1] for name, line in lines.items()}
+    assert sorted(labels.values()) == ["v3", "v4"], lines
+    frame = V.table(repo)
+    assert {frame.loc[label, "experiments"] for label in labels.values()} == {"s1", "s2"}
+    assert set(frame.loc[["v3", "v4"], "params"]) == {"seed=1", "seed=2"}

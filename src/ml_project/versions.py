@@ -431,12 +431,27 @@ def table(repo: Path | str = ".", fetch_remote: bool = True) -> pd.DataFrame:
                 "source": rec["source"],
                 "task": rec["task"],
                 "etl": _steps_text(rec.get("steps", [])),
+                "params": _changed_params(rec.get("data", {}).get("data") or {}),
                 "code": " ".join(f"{k}@{v[:7]}" for k, v in rec.get("code", {}).items()),
                 "experiments": " ".join(trained.get(rec["data_version"], [])),
             }
         )
-    columns = ["label", "data_version", "rows", "features", "source", "task", "etl", "code"]
+    columns = ["label", "data_version", "rows", "features", "source", "task", "etl", "params"]
+    columns += ["code"]
     return pd.DataFrame(rows, columns=[*columns, "experiments"]).set_index("label")
+
+
+def _changed_params(data: Mapping[str, Any]) -> str:
+    """The `data:` params (besides the source) that differ from their defaults, or "-"."""
+    from ml_project.params import DataParams
+
+    defaults = DataParams().model_dump()
+    changed = [
+        f"{key}={value}"
+        for key, value in data.items()
+        if key != "source" and key in defaults and value != defaults[key]
+    ]
+    return " ".join(changed) or "-"
 
 
 def _steps_text(steps: list) -> str:
