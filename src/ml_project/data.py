@@ -514,10 +514,14 @@ def load_split(
 def __getattr__(name: str):
     """`from ml_project.data import load_etl` (and `EtlData`, `versions`, `replay`): loaded
     on first use, so the stages that import this module do not load `versions.py`."""
-    if name in ("load_etl", "EtlData", "replay"):
+    if name in ("load_etl", "EtlData"):
         from ml_project import versions
 
         return getattr(versions, name)
+    if name == "replay":
+        from ml_project.replay import replay
+
+        return replay
     if name == "versions":
         from ml_project.versions import table
 

@@ -64,13 +64,13 @@ def repo_root(start: Path | str = ".") -> Path:
     env = os.environ.get("DVC_ROOT")
     if env and Path(env, ".git").exists():
         return Path(env)
-    proc = _git(Path(start), "rev-parse", "--show-toplevel", check=False)
+    proc = git(Path(start), "rev-parse", "--show-toplevel", check=False)
     if proc.returncode != 0:
         raise VersionError(f"{Path(start).resolve()}: not inside a git repository")
     return Path(proc.stdout.strip())
 
 
-def _git(root: Path, *args: str, input: str | None = None, check: bool = True, timeout=None):
+def git(root: Path, *args: str, input: str | None = None, check: bool = True, timeout=None):
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
     proc = subprocess.run(
@@ -90,7 +90,7 @@ def _git(root: Path, *args: str, input: str | None = None, check: bool = True, t
 
 def remote_name(root: Path) -> str | None:
     """`origin`, else the only remote, else None (labels stay in this clone)."""
-    names = _git(root, "remote", check=False).stdout.split()
+    names = git(root, "remote", check=False).stdout.split()
     if "origin" in names:
         return "origin"
     return names[0] if len(names) == 1 else None
@@ -104,7 +104,7 @@ def fetch(root: Path, remote: str | None = None) -> bool:
     mirror = f"{MIRROR}{remote}/"
     spec = f"+{REFS}*:{mirror}*"
     try:
-        proc = _git(root, "fetch", "--quiet", remote, spec, check=False, timeout=GIT_TIMEOUT)
+        proc = git(root, "fetch", "--quiet", remote, spec, check=False, timeout=GIT_TIMEOUT)
     except subprocess.TimeoutExpired:
         return False
     if proc.returncode != 0:
@@ -120,19 +120,19 @@ def fetch(root: Path, remote: str | None = None) -> bool:
             f"create {LABELS}{name} {theirs[name]}\n"
             f"create {HASHES}{record['data_version']} {theirs[name]}\n"
         )
-        _git(root, "update-ref", "--stdin", input=commands, check=False)
+        git(root, "update-ref", "--stdin", input=commands, check=False)
     return True
 
 
 def _refs(root: Path, prefix: str) -> dict[str, str]:
-    out = _git(root, "for-each-ref", "--format=%(refname) %(objectname)", prefix).stdout
+    out = git(root, "for-each-ref", "--format=%(refname) %(objectname)", prefix).stdout
     return {ref[len(prefix) :]: oid for ref, oid in (line.split() for line in out.splitlines())}
 
 
 def _blobs(root: Path, oids: Sequence[str]) -> list[dict[str, Any]]:
     if not oids:
         return []
-    out = _git(root, "cat-file", "--batch", input="\n".join(oids) + "\n").stdout
+    out = git(root, "cat-file", "--batch", input="\n".join(oids) + "\n").stdout
     records, rest = [], out
     while rest:
         header, _, rest = rest.partition("\n")
@@ -150,7 +150,7 @@ def labels(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def label_of(root: Path, data_version: str) -> str | None:
-    proc = _git(root, "cat-file", "-p", f"{HASHES}{data_version}", check=False)
+    proc = git(root, "cat-file", "-p", f"{HASHES}{data_version}", check=False)
     return json.loads(proc.stdout)["label"] if proc.returncode == 0 else None
 
 
@@ -187,9 +187,9 @@ def describe(manifest: Manifest, data: Mapping[str, Any] | None = None) -> dict[
 def _create(root: Path, label: str, data_version: str, record: dict[str, Any]) -> str | None:
     """Both refs of `label` in one transaction; the blob id, or None if either exists."""
     body = json.dumps({"label": label, **record}, indent=1, sort_keys=True, default=str)
-    blob = _git(root, "hash-object", "-w", "--stdin", input=body).stdout.strip()
+    blob = git(root, "hash-object", "-w", "--stdin", input=body).stdout.strip()
     commands = f"create {LABELS}{label} {blob}\ncreate {HASHES}{data_version} {blob}\n"
-    ok = _git(root, "update-ref", "--stdin", input=commands, check=False).returncode == 0
+    ok = git(root, "update-ref", "--stdin", input=commands, check=False).returncode == 0
     return blob if ok else None
 
 
@@ -197,7 +197,7 @@ def _push(root: Path, remote: str, refs: Sequence[str]) -> str:
     """'ok', 'taken' (the remote has one of them already) or 'unreachable'."""
     leases = [f"--force-with-lease={ref}:" for ref in refs]
     try:
-        proc = _git(
+        proc = git(
             root,
             "push",
             "--atomic",
@@ -245,7 +245,7 @@ def ensure_label(
         # Another clone published this number (or this hash) first: ours was never shown
         # outside this process, so drop it and take theirs or the next one.
         for ref in refs:
-            _git(root, "update-ref", "-d", ref, blob, check=False)
+            git(root, "update-ref", "-d", ref, blob, check=False)
         fetch(root, remote)
     raise VersionError(f"{manifest.data_version}: could not take a label after 100 tries")
 
@@ -265,7 +265,7 @@ def publish(root: Path | None = None) -> list[str]:
     if remote is None:
         raise VersionError("no git remote: labels stay in this clone (git remote add origin ...)")
     fetch(root, remote)
-    listed = _git(root, "ls-remote", remote, f"{REFS}*", timeout=GIT_TIMEOUT).stdout.split("\n")
+    listed = git(root, "ls-remote", remote, f"{REFS}*", timeout=GIT_TIMEOUT).stdout.split("\n")
     there = {line.split()[1]: line.split()[0] for line in listed if line.strip()}
     pushed = []
     ours = _refs(root, REFS)
@@ -302,7 +302,7 @@ def remote_experiment_names(root: Path) -> dict[str, set[str]]:
     if remote is None:
         return {}
     try:
-        proc = _git(root, "ls-remote", remote, "refs/exps/*", check=False, timeout=GIT_TIMEOUT)
+        proc = git(root, "ls-remote", remote, "refs/exps/*", check=False, timeout=GIT_TIMEOUT)
     except subprocess.TimeoutExpired:
         return {}
     found: dict[str, set[str]] = {}
@@ -320,7 +320,7 @@ def push_experiment(name: str, repo: Path | str = ".") -> str:
     root = repo_root(repo)
     exps = experiment_refs(root)
     if name not in exps:
-        names = ", ".join(sorted(exps, key=_natural)[:10]) or "none"
+        names = ", ".join(sorted(exps, key=natural_key)[:10]) or "none"
         raise VersionError(f"experiment '{name}': not found in this clone (experiments: {names})")
     remote = remote_name(root)
     if remote is None:
@@ -346,7 +346,7 @@ def _processed_dir(root: Path, rev: str) -> str | None:
     """The DVC hash of data/processed at `rev` (dvc.lock): what train used, else what etl made."""
     import yaml
 
-    proc = _git(root, "show", f"{rev}:dvc.lock", check=False)
+    proc = git(root, "show", f"{rev}:dvc.lock", check=False)
     if proc.returncode != 0:
         return None
     stages = (yaml.safe_load(proc.stdout) or {}).get("stages", {})
@@ -395,7 +395,7 @@ class _Cache:
 def experiments_by_version(root: Path, cache: _Cache) -> dict[str, list[str]]:
     """`{data_version: [experiment names]}` for the experiments whose data is in the cache."""
     found: dict[str, list[str]] = {}
-    for name, rev in sorted(experiment_refs(root).items(), key=lambda kv: _natural(kv[0])):
+    for name, rev in sorted(experiment_refs(root).items(), key=lambda kv: natural_key(kv[0])):
         dir_md5 = _processed_dir(root, rev)
         version = cache.data_version(dir_md5) if dir_md5 else None
         if version:
@@ -403,7 +403,8 @@ def experiments_by_version(root: Path, cache: _Cache) -> dict[str, list[str]]:
     return found
 
 
-def _natural(name: str) -> tuple:
+def natural_key(name: str) -> tuple:
+    """`t2` before `t10`."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
@@ -498,7 +499,7 @@ def resolve(ref: str, repo: Path | str = ".") -> tuple[str | None, str | None, s
             shown = ", ".join(f"{lb} ({h})" for lb, h in matches)
             raise VersionError(f"data version '{ref}': ambiguous hash prefix ({shown})")
     valid = ", ".join(known) or "none yet"
-    names = ", ".join(sorted(exps, key=_natural)[:10]) or "none"
+    names = ", ".join(sorted(exps, key=natural_key)[:10]) or "none"
     raise VersionError(
         f"data version '{ref}': not a label ({valid}), a data_version hash prefix or an "
         f"experiment name ({names})"
@@ -583,116 +584,6 @@ def _from_remote(cache: _Cache, rev: str) -> dict[str, Path] | None:
         logging.disable(logging.NOTSET)
     dir_md5 = _processed_dir(Path(cache.repo.root_dir), rev)
     return cache.files(dir_md5) if dir_md5 else None
-
-
-# --------------------------------------------------------------------------- replay
-
-REPLAY_METRICS = ("dvclive/train/metrics.json", "evaluation/metrics.json")
-
-
-@dataclass(frozen=True)
-class Replay:
-    """An experiment run again: its recorded and replayed metrics, and what differs."""
-
-    experiment: str
-    rev: str
-    recorded: dict[str, float]
-    replayed: dict[str, float]
-    differences: dict[str, tuple[float | None, float | None]]
-    output: str
-
-    @property
-    def same(self) -> bool:
-        return not self.differences
-
-
-def replay(
-    experiment: str,
-    repo: Path | str = ".",
-    force: bool = True,
-    rtol: float = 1e-9,
-    keep: Path | str | None = None,
-) -> Replay:
-    """Apply an experiment in a temporary git worktree, `dvc repro` it there, and compare its
-    metrics with the recorded ones. The workspace is not touched; the DVC cache is shared.
-
-    Args:
-        experiment: an experiment name (`t5`).
-        force: retrain (`dvc repro -f`); False: restore from the run-cache where possible.
-        rtol: relative tolerance of the comparison.
-        keep: a directory to leave the worktree in (removed by default).
-    """
-    import shutil
-    import tempfile
-
-    import yaml
-    from dvc.api import DVCFileSystem
-
-    root = repo_root(repo)
-    exps = experiment_refs(root)
-    if experiment not in exps:
-        names = ", ".join(sorted(exps, key=_natural)[:10]) or "none"
-        raise VersionError(f"experiment '{experiment}': not found (experiments: {names})")
-    rev = exps[experiment]
-    fs = DVCFileSystem(str(root), rev=rev)
-    try:
-        recorded = _flat_metrics(lambda p: fs.read_text(p))
-    except Exception:  # the cache and remote lack them
-        raise VersionError(
-            f"experiment '{experiment}': its recorded metrics are in neither the DVC cache nor "
-            f"the remote; run `dvc exp pull <remote> {experiment}` and try again"
-        ) from None
-    parent = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="replay-"))
-    work = parent / experiment
-    _git(root, "worktree", "add", "--detach", str(work), rev)
-    try:
-        from dvc.repo import Repo
-
-        with Repo(str(root)) as main:
-            cache_dir = main.cache.local.path
-        params = yaml.safe_load((work / "params.yaml").read_text())
-        for tracker in ("mlflow", "wandb"):  # a replay is a check, not a new tracked run
-            params.setdefault("tracking", {}).setdefault(tracker, {})["enabled"] = False
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
-        for cmd in (
-            ["dvc", "cache", "dir", "--local", cache_dir],
-            ["dvc", "repro", *(["-f"] if force else [])],
-        ):
-            proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-                errors = [ln for ln in lines if ln.startswith(("error:", "ERROR:"))] or lines
-                raise VersionError(f"replay of '{experiment}': {' '.join(cmd)} failed: {errors[0]}")
-        replayed = _flat_metrics(lambda p: (work / p).read_text())
-    finally:
-        if keep is None:
-            _git(root, "worktree", "remove", "--force", str(work), check=False)
-            shutil.rmtree(parent, ignore_errors=True)
-    differences = {
-        key: (recorded.get(key), replayed.get(key))
-        for key in sorted(set(recorded) | set(replayed))
-        if not _close(recorded.get(key), replayed.get(key), rtol)
-    }
-    return Replay(experiment, rev, recorded, replayed, differences, proc.stdout)
-
-
-def _flat_metrics(read) -> dict[str, float]:
-    from ml_project.params import flatten
-
-    flat = {}
-    for path in REPLAY_METRICS:
-        values = flatten(json.loads(read(path)), f"{path}:")
-        flat.update({k: float(v) for k, v in values.items() if isinstance(v, int | float)})
-    return flat
-
-
-def _close(a: float | None, b: float | None, rtol: float) -> bool:
-    import math
-
-    if a is None or b is None:
-        return a is b
-    return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
 
 
 # --------------------------------------------------------------------------- CLI
