@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -28,7 +29,8 @@ def test_exp_run_mlp_trains_per_epoch_and_exports_onnx_and_torchscript(untracked
         "dvc exp run -S model=mlp -S models.mlp.max_epochs=6 -S models.mlp.patience=0",
         untracked_repo,
     ).stdout
-    assert "train: mlp, 7 step(s)" in out  # 6 epochs + the final (restored-best) step
+    # 6 epochs + the final (restored-best) step; the data version sits between them
+    assert re.search(r"^train: mlp, data \S+ \(\w+\), 7 step\(s\), ", out, re.MULTILINE), out
     summary = read_json(untracked_repo / "dvclive/train/metrics.json")
     assert summary["step"] == 6 and summary["val"]["f1"] > 0.9
     assert 0 <= summary["train"]["best_epoch"] <= 5
