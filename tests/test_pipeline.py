@@ -191,22 +191,35 @@ def test_same_params_give_identical_metrics(untracked_repo):
 
 
 def _stage_modules(repo: Path, stage: str, heavy: list[str]) -> set[str]:
-    """Project modules a stage really loads, traced while it runs."""
+    """Project modules a stage really loads, traced while it runs: in the stage process and in
+    any child it forks with multiprocessing (the tracker processes), each dumping its own."""
     tracer = (
-        "import atexit, json, runpy, sys\n"
+        "import atexit, json, os, runpy, sys\n"
+        "import multiprocessing.process as mpp\n"
         "sys.path.insert(0, 'stages')\n"
         "def dump():\n"
         "    files = sorted(m.__file__ for n, m in list(sys.modules.items())\n"
         "                   if n.split('.')[0] == 'ml_project' and getattr(m, '__file__', None))\n"
         "    heavy = [m for m in ('torch', 'mlflow', 'wandb') if m in sys.modules]\n"
-        "    json.dump({'files': files, 'heavy': heavy}, open('modules.json', 'w'))\n"
+        "    json.dump({'files': files, 'heavy': heavy}, open(f'modules-{os.getpid()}.json', 'w'))\n"
+        "boot = mpp.BaseProcess._bootstrap\n"
+        "def traced_bootstrap(self, *args, **kwargs):\n"  # a forked child exits via os._exit
+        "    try:\n"
+        "        return boot(self, *args, **kwargs)\n"
+        "    finally:\n"
+        "        dump()\n"
+        "mpp.BaseProcess._bootstrap = traced_bootstrap\n"
         "atexit.register(dump)\n"
         f"runpy.run_path('stages/{stage}.py', run_name='__main__')\n"
     )
+    for old in repo.glob("modules-*.json"):
+        old.unlink()
     sh(["python", "-c", tracer], repo)
-    traced = json.loads((repo / "modules.json").read_text())
-    assert traced["heavy"] == heavy, f"stage {stage} imports {traced['heavy']}"
-    files = traced["files"]
+    traces = [json.loads(p.read_text()) for p in repo.glob("modules-*.json")]
+    loaded_heavy = {m for t in traces for m in t["heavy"]}
+    traced_heavy = [m for m in ("torch", "mlflow", "wandb") if m in loaded_heavy]
+    assert traced_heavy == heavy, f"stage {stage} imports {traced_heavy}"
+    files = {f for t in traces for f in t["files"]}
     return {
         str(Path(f).resolve().relative_to(Path(repo).resolve()))
         for f in files
