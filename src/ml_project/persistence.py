@@ -39,7 +39,7 @@ def allowed_types() -> frozenset[str]:
     return PIPELINE_TYPES.union(*(spec.trusted_types for spec in MODELS.values()))
 
 
-def _skops_io():
+def skops_io():
     """Import skops.io without letting it import torch.
 
     On import, skops lists scikit-learn's estimators. That walk imports every sklearn
@@ -61,7 +61,7 @@ def _skops_io():
 def save_native(pipeline, path: Path) -> Path:
     """Write `pipeline` with skops; the file appears only once complete."""
     with atomic_file(path) as tmp:
-        _skops_io().dump(pipeline, tmp)
+        skops_io().dump(pipeline, tmp)
     return Path(path)
 
 
@@ -75,7 +75,7 @@ def trusted_types(path: Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: model file not found; run the train stage first")
     try:
-        untrusted = _skops_io().get_untrusted_types(file=path)
+        untrusted = skops_io().get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not a readable skops model file ({_first_line(exc)})") from None
     refused = sorted(set(untrusted) - allowed_types())
@@ -91,7 +91,7 @@ def load_native(path: Path):
     """Load a skops file, refusing any type outside `allowed_types()`."""
     trusted = trusted_types(path)
     try:
-        return _skops_io().load(path, trusted=trusted)
+        return skops_io().load(path, trusted=trusted)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not a readable skops model file ({_first_line(exc)})") from None
 

@@ -122,11 +122,11 @@ class MlflowTracker:
 
     def prepare(self) -> None:
         """Import what `log_model` needs while the stage still trains (run in the child)."""
-        import mlflow.sklearn  # noqa: F401
-        import skops.io  # noqa: F401
-        from mlflow.models import infer_signature  # noqa: F401
+        from ml_project.persistence import skops_io
 
-        import ml_project.persistence  # noqa: F401
+        skops_io()  # first, so that nothing imports skops.io the way that pulls in torch
+        import mlflow.sklearn  # noqa: F401
+        from mlflow.models import infer_signature  # noqa: F401
 
     def log_model(self, model: Any, path: Path, input_example: Any) -> None:
         """`mlflow.sklearn.log_model` with a signature, an input example and our package code."""
