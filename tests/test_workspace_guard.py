@@ -92,7 +92,11 @@ def test_a_second_exp_run_in_the_same_workspace_fails_the_first_instead_of_mixin
             break
     else:
         pytest.fail("the first run never reached train:\n" + "".join(output))
-    time.sleep(1)  # the train stage has read its params
+    # The train stage has read its params once it has written a checkpoint (after epoch 1).
+    deadline = time.monotonic() + 300
+    while not (repo / "checkpoints" / "train.pt").exists():
+        assert first.poll() is None and time.monotonic() < deadline, "train never checkpointed"
+        time.sleep(0.1)
     second = sh("dvc exp run -S models.mlp.lr=0.01", repo, check=False)
     assert second.returncode != 0  # DVC's lock
     assert "lr: 0.01" in (repo / "params.yaml").read_text()  # ... taken after the rewrite
