@@ -22,9 +22,11 @@ import yaml
 # JSON escapes every quote, so no `"""` can end this raw string early.
 ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
 
+# The template's `data.task: auto` and `train.metric: auto` already give classification and
+# f1 for breast_cancer, so the default answers leave params.yaml (and dvc.lock) as they are.
 TASK_PARAMS = {
-    "classification": {"data.source": "breast_cancer", "train.metric": "f1"},
-    "regression": {"data.source": "diabetes", "train.metric": "rmse"},
+    "classification": {"data.source": "breast_cancer"},
+    "regression": {"data.source": "diabetes", "data.task": "regression", "train.metric": "rmse"},
 }
 TEMPLATE_ONLY_BLOCK = re.compile(
     r"\n<!-- template-only -->\n.*?<!-- /template-only -->\n(?=\n|\Z)", re.S
@@ -134,7 +136,6 @@ def yaml_scalar(value) -> str:
 def configure_params(project: Path, answers: dict) -> bool:
     """Set the answers' params; return whether params.yaml changed."""
     wanted = {
-        "data.task": answers["task"],
         **TASK_PARAMS[answers["task"]],
         "tracking.mlflow.enabled": answers["mlflow"],
         "tracking.wandb.enabled": answers["wandb"],

@@ -112,7 +112,10 @@ def test_untrusted_types_are_refused(tmp_path):
 
     path = tmp_path / "bad.skops"
     sio.dump({"x": Sneaky()}, path)
-    with pytest.raises(UserError, match=r"refusing to load a model holding types this project never saves: .*Sneaky"):
+    with pytest.raises(
+        UserError,
+        match=r"refusing to load a model holding types this project never saves: .*Sneaky",
+    ):
         load_native(path)
 
 
