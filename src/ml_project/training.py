@@ -6,6 +6,7 @@ Nothing here branches on a model name: what differs between models lives in thei
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,7 +24,7 @@ from ml_project import threads
 from ml_project.atomic import atomic_dir
 from ml_project.data import PROCESSED_DIR, Manifest, load_split, read_manifest
 from ml_project.errors import ParamsError, UserError
-from ml_project.models import get_spec, parse_models
+from ml_project.models import StopFit, get_spec, parse_models
 from ml_project.models.preprocessing import build_pipeline, preprocessor
 from ml_project.params import (
     DataParams,
@@ -99,6 +100,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     fit_seconds: float = 0.0
     cv: Any = None  # a cv.CvOutcome when `train.cv_folds` is on
+    stopped_by: str | None = None  # why a `StopFit` ended training early (e.g. pruning)
 
     @property
     def final(self) -> dict[str, float]:
@@ -168,8 +170,8 @@ def _fit_per_epoch(config, pipeline, metric, log, checkpoint, start, splits) -> 
     result = TrainResult(pipeline, X_train.head(5))
 
     def on_epoch(row: dict[str, float], epoch: int) -> None:
-        log(row, epoch)
         result.history.append(row)
+        log(row, epoch)  # may raise StopFit: the estimator's loop ends training
 
     Xt_train = prep.fit_transform(X_train, y_train)
     Xt_val = prep.transform(X_val)
@@ -185,12 +187,22 @@ def _fit_per_epoch(config, pipeline, metric, log, checkpoint, start, splits) -> 
     except ValueError as exc:
         raise _training_failed(config, exc) from None
     result.fit_seconds = time.perf_counter() - start
+    result.stopped_by = model.stopped_by_
     out_val = _final_outputs(pipeline, X_val, task)
     out_train = _final_outputs(pipeline, X_train, task)
     row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, final=True)
     row["train/best_epoch"] = float(model.best_epoch_)
-    on_epoch(row, len(result.history))
+    _log_final(result, log, row, len(result.history))
     return result
+
+
+def _log_final(result: TrainResult, log, row: dict[str, float], step: int) -> None:
+    """The last row, logged whatever a `StopFit` callback thinks of it: training is over."""
+    if result.stopped_by is not None:
+        row["train/stopped"] = 1.0
+    result.history.append(row)
+    with contextlib.suppress(StopFit):
+        log(row, step)
 
 
 def _fit_one(config, manifest, splits, log, checkpoint=None) -> TrainResult:
@@ -222,8 +234,19 @@ def _fit_one(config, manifest, splits, log, checkpoint=None) -> TrainResult:
     # One step held back, so the last one is known without keeping every stage in memory.
     for step, ((out_train, out_val), last) in enumerate(_with_last(stages)):
         row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, last)
-        log(row, step)
+        if last:
+            _log_final(result, log, row, step)
+            break
         result.history.append(row)
+        try:
+            log(row, step)
+        except StopFit as exc:  # the curve ends here; the final row describes the model
+            result.stopped_by = str(exc) or "StopFit"
+            out_train = _final_outputs(pipeline, X_train, task)
+            out_val = _final_outputs(pipeline, X_val, task)
+            row = _step_metrics(task, metric, model, out_train, y_train, out_val, y_val, True)
+            _log_final(result, log, row, step + 1)
+            break
     return result
 
 

@@ -2,6 +2,14 @@
 
 from ml_project.models import sklearn_models, torch_models  # noqa: F401, I001  (register their specs)
 from ml_project.models import ensembles  # noqa: F401, I001  (after the models it combines)
-from ml_project.models.base import MODELS, Hyperparams, ModelSpec, get_spec, parse_models, register
+from ml_project.models.base import (
+    MODELS,
+    Hyperparams,
+    ModelSpec,
+    StopFit,
+    get_spec,
+    parse_models,
+    register,
+)
 
-__all__ = ["MODELS", "Hyperparams", "ModelSpec", "get_spec", "parse_models", "register"]
+__all__ = ["MODELS", "Hyperparams", "ModelSpec", "StopFit", "get_spec", "parse_models", "register"]

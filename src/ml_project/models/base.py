@@ -19,6 +19,17 @@ from ml_project.metrics import Metric
 from ml_project.params import Section, parse_section
 
 
+class StopFit(Exception):
+    """Raised by a per-epoch callback to end training after the current epoch, keeping the
+    best weights so far (as early stopping does).
+
+    The torch epoch loop catches it from its callbacks, restores the best weights and records
+    `stopped_by_ = str(exc)` on the estimator; for per-iteration models the trainer ends its
+    logging loop the same way. Training then finishes normally: the final metrics row is still
+    logged, with `"train/stopped": 1.0`. Pruning (e.g. Optuna's) raises it from `log(row, step)`.
+    """
+
+
 class Hyperparams(Section):
     """Base for a model's hyperparameter block: frozen, unknown keys rejected."""
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from ml_project import metrics as M
 from ml_project.errors import UserError
+from ml_project.models.base import StopFit
 from ml_project.models.torch_models import ARCHITECTURES
 
 CHECKPOINT_VERSION = 1
@@ -113,6 +114,17 @@ class Dist:
 def is_main_process() -> bool:
     """True outside torchrun and on its rank 0: the only process that logs and writes files."""
     return int(os.environ.get("RANK", 0)) == 0
+
+
+def _notify(callbacks: Sequence[Callback], row: dict[str, float], epoch: int) -> str | None:
+    """Give every callback the epoch's row; the reason of the first `StopFit` raised."""
+    stopped_by = None
+    for callback in callbacks:
+        try:
+            callback(row, epoch)
+        except StopFit as exc:
+            stopped_by = stopped_by or str(exc) or "StopFit"
+    return stopped_by
 
 
 def _optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -324,6 +336,7 @@ class _TorchEstimator(BaseEstimator):
         Xv = None if X_val is None else torch.from_numpy(X_val).to(device)
 
         path = Path(checkpoint) if checkpoint else None
+        stopped_by: str | None = None
         fingerprint = self._fingerprint(X, encoded, X_val, y_val, dist.world)
         start = 0
         if path is not None and resume and path.is_file():
@@ -345,13 +358,12 @@ class _TorchEstimator(BaseEstimator):
                         f"resuming from {path}: epoch {start} of {self.max_epochs}", file=sys.stderr
                     )
                 for epoch, row in enumerate(history):
-                    for callback in callbacks:
-                        callback(row, epoch)
+                    stopped_by = stopped_by or _notify(callbacks, row, epoch)
             elif dist.is_main:
                 print(
                     f"ignoring {path}: it belongs to another configuration or data", file=sys.stderr
                 )
-        done = start > 0 and stopper.should_stop
+        done = stopped_by is not None or (start > 0 and stopper.should_stop)
 
         bar = self._progress_bar(start, dist)
         epoch = start
@@ -368,8 +380,7 @@ class _TorchEstimator(BaseEstimator):
                 is_plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
                 scheduler.step(row.get("val/loss", train_loss)) if is_plateau else scheduler.step()
             history.append(row)
-            for callback in callbacks:
-                callback(row, epoch)
+            stopped_by = _notify(callbacks, row, epoch)
             if path is not None and dist.is_main:
                 self._save_checkpoint(
                     path,
@@ -386,7 +397,7 @@ class _TorchEstimator(BaseEstimator):
             if bar is not None:
                 bar.set_postfix(row, refresh=False)
                 bar.update(1)
-            if stopper.should_stop:
+            if stopper.should_stop or stopped_by is not None:
                 break
         if bar is not None:
             bar.close()
@@ -398,6 +409,7 @@ class _TorchEstimator(BaseEstimator):
         self.device_ = device
         self.history_ = history
         self.n_epochs_ = len(history)
+        self.stopped_by_ = stopped_by
         self.best_epoch_ = stopper.best_epoch if stopper.best_epoch >= 0 else len(history) - 1
         dist.barrier()  # no process may see the checkpoint vanish while another still reads it
         if path is not None and dist.is_main:
