@@ -1,0 +1,183 @@
+"""The only code that touches DVC's experiment-queue internals, for the DVC it was written for.
+
+DVC has no public API to supervise its queue: to queue one named experiment and get its
+queue entry back, read a task's process and log, find the worker processes, or mark a task
+failed whose worker is gone. This module wraps the private pieces a sweep needs
+(`Experiments.queue_one`, `celery_queue.proc`, `_mark_inactive_tasks_failure`, the worker
+pid files and the `refs/exps` layout) behind a small API, and refuses to run on any other
+DVC minor version, whose internals may differ:
+
+    with open_queue(root) as queue:
+        rev = queue.queue("t1", ["model=rf"])
+        queue.start_workers(2)
+        queue.status()               # {rev: "Queued" | "Running" | "Success" | "Failed"}
+        queue.log(rev), queue.running(rev)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ml_project.errors import UserError
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+# The major.minor version whose internals this module was read from and tested against.
+WRITTEN_FOR = (3, 67)
+PARAMS_FILE = "params.yaml"
+# Where the queue's workers write their pid files (dvc_task's ProcessManager layout).
+WORKERS_DIR = ".dvc/tmp/exps/celery"
+TEMP_WORKSPACES = ".dvc/tmp/exps"
+
+
+def check_version(found: str | None = None) -> None:
+    """Raise a one-line `UserError` unless DVC (`found`, default: the installed one) is the
+    version this module was written for."""
+    found = found if found is not None else importlib.metadata.version("dvc")
+    release = tuple(int(part) for part in re.findall(r"\d+", found)[:2])
+    if release != WRITTEN_FOR:
+        wanted = ".".join(map(str, WRITTEN_FOR))
+        raise UserError(
+            f"sweeps supervise DVC's queue through DVC {wanted}.x internals, but dvc {found} "
+            f"is installed: install the pinned version (pip install -r requirements.lock) "
+            f"or port src/ml_project/sweeps/dvc_queue.py"
+        )
+
+
+def find_root(path: Path | str = ".") -> Path:
+    """The DVC project containing `path`."""
+    from dvc.repo import Repo
+
+    return Path(Repo.find_root(str(path)))
+
+
+def _read_json(path: Path | str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(proc: dict) -> bool:
+    """Whether a `{"pid", "returncode"}` process record describes a running process."""
+    if not proc or proc.get("returncode") is not None:
+        return False
+    try:
+        os.kill(proc["pid"], 0)
+    except (OSError, KeyError, TypeError):
+        return False
+    return True
+
+
+def worker_pids(root: Path) -> list[int]:
+    """The pids of the queue's worker processes that are alive, from their pid files
+    (celery's own view of its workers can lag by seconds)."""
+    infos = [_read_json(p) for p in (root / WORKERS_DIR).glob("dvc-exp-worker-*.json")]
+    return [info["pid"] for info in infos if _alive(info)]
+
+
+class Queue:
+    """DVC's celery experiment queue of one repository, opened by `open_queue`."""
+
+    def __init__(self, repo: Repo, root: Path):
+        self._repo, self.root = repo, root
+        self._queue = repo.experiments.celery_queue
+
+    def queue(self, name: str, overrides: list[str]) -> str:
+        """Queue one experiment `name` with `-S` overrides of params.yaml; its queue entry."""
+        entry = self._repo.experiments.queue_one(
+            self._queue, params={PARAMS_FILE: overrides}, name=name
+        )
+        return entry.stash_rev
+
+    def start_workers(self, count: int) -> int:
+        """Start workers up to `count`; how many were started."""
+        return self._queue.start_workers(count)
+
+    def status(self) -> dict[str, str]:
+        """Queue entry -> `Queued`, `Running`, `Success` or `Failed`."""
+        return {s["rev"]: s["status"] for s in self._queue.status()}
+
+    def names(self) -> set[str]:
+        """Names of the queued, running and failed entries."""
+        queue = self._queue
+        entries = [*queue.iter_queued(), *queue.iter_active()]
+        entries += [entry for entry, _ in queue.iter_failed()]
+        return {e.name for e in entries if e.name}
+
+    def log(self, rev: str) -> str:
+        """What the entry's experiment process printed so far ("" before it starts)."""
+        try:
+            return Path(self._queue.proc[rev].stdout).read_text(errors="replace")
+        except (KeyError, OSError):
+            return ""
+
+    def running(self, rev: str) -> bool:
+        """Whether the entry's own experiment process is alive (whatever its worker does)."""
+        try:
+            return _alive(self._queue.proc[rev].asdict())
+        except (KeyError, OSError, ValueError):
+            return False
+
+    def kill(self, rev: str) -> None:
+        """Kill a running entry through the queue (it is then reported as failed)."""
+        with contextlib.suppress(Exception):
+            self._queue.kill([rev], force=True)
+
+    def stop(self, rev: str) -> None:
+        """SIGKILL the entry's experiment process, if any, without telling the queue."""
+        with contextlib.suppress(Exception):
+            self._queue.proc.kill(rev)
+
+    def discard(self, revs: Iterable[str]) -> None:
+        """Drop entries from the queue once nothing runs them, with their temporary workspaces.
+
+        An entry whose worker died is still "active" to celery: it is marked failed first, or
+        `remove` would refuse it. Its workspace under .dvc/tmp/exps is left behind too.
+        """
+        queue = self._queue
+        active = {e.stash_rev: e for e in queue.iter_active()}
+        for rev in revs:
+            if rev in active:
+                with contextlib.suppress(Exception):
+                    queue._mark_inactive_tasks_failure({active[rev]: rev})
+            with contextlib.suppress(Exception):
+                queue.remove([rev])
+            workspace = Path(_read_json(queue.get_infofile_path(rev)).get("root_dir", "/"))
+            if workspace.parent == self.root / TEMP_WORKSPACES:
+                shutil.rmtree(workspace, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def open_queue(root: Path) -> Iterator[Queue]:
+    """The queue of the DVC project at `root`, after checking the DVC version."""
+    check_version()
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        yield Queue(repo, root)
+
+
+def experiment_names(root: Path) -> set[str]:
+    """Every experiment name in the repository: finished (git refs), queued, running, failed."""
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # refs/exps/<sha[:2]>/<sha[2:]>/<name>; celery/ and exec/ refs are DVC's own bookkeeping.
+    names = {r.split("/", 4)[4] for r in refs if r.count("/") >= 4 and len(r.split("/")[2]) == 2}
+    with open_queue(root) as queue:
+        return names | queue.names()
