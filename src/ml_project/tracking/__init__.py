@@ -53,7 +53,7 @@ class RunInfo:
     resume: bool = False  # continue this stage's own interrupted run (dvclive steps)
     # None: start new runs. A dict (tracker name -> run id): attach to an earlier stage's runs.
     join: dict[str, str] | None = None
-    name: str = field(default_factory=lambda: os.environ.get("DVC_EXP_NAME", ""))
+    name: str = field(default_factory=lambda: run_name())
 
 
 def repo_root() -> Path:
@@ -61,11 +61,41 @@ def repo_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
+def _git(*args: str) -> str:
+    """`git <args>` in the working directory (a queued run's workspace: HEAD is the
+    baseline), stripped; "" outside a git repository or without git."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def baseline_rev() -> str:
+    """The commit the run started from: DVC's under `dvc exp run`, else git's HEAD
+    (`dvc repro`, or a stage run by hand)."""
+    return os.environ.get("DVC_EXP_BASELINE_REV") or _git("rev-parse", "HEAD")
+
+
+def run_name() -> str:
+    """The tracker run's name: the DVC experiment's (`t5`) under `dvc exp run`; else, for
+    `dvc repro`, the branch and short commit it ran on (`main@12cf6da`)."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    rev = baseline_rev()
+    if not rev:
+        return ""
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD")
+    return f"{branch if branch and branch != 'HEAD' else 'detached'}@{rev[:7]}"
+
+
 def dvc_tags() -> dict[str, str]:
-    """Tags linking a run back to DVC; empty values are dropped."""
+    """Tags linking a run back to DVC and git; empty values are dropped."""
     tags = {
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
-        "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+        "dvc.baseline_rev": baseline_rev(),
         "dvc.stage": os.environ.get("DVC_STAGE", ""),
     }
     return {k: v for k, v in tags.items() if v}
@@ -133,6 +163,15 @@ def strict_failure(name: str, exc: BaseException, store: str = "") -> UserError:
     return UserError(f"tracker '{name}' failed and tracking.strict is true: {reason}")
 
 
+def _stops_fit(exc: BaseException) -> bool:
+    """True for `models.base.StopFit`, imported only once something failed."""
+    try:
+        from ml_project.models.base import StopFit
+    except ImportError:
+        return False
+    return isinstance(exc, StopFit)
+
+
 def _store(tracker: Tracker) -> str:
     """Where a tracker writes, for messages (`store`, optional: e.g. MLflow's tracking URI)."""
     return getattr(tracker, "store", "")
@@ -173,6 +212,8 @@ class Trackers:
             try:
                 call(*args, **kwargs)
             except Exception as exc:
+                if _stops_fit(exc):
+                    raise  # a tracker asking training to stop (pruning), not a failure
                 self._failed(tracker, exc)
                 self._drop(tracker, exc)
 

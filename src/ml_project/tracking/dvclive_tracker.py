@@ -25,6 +25,11 @@ class DvcliveTracker:
             dir=str(directory), dvcyaml=None, save_dvc_exp=False, resume=resume, report=None
         )
         self.directory = Path(directory)
+        # A key's first row waits here until a second step logs it: a value logged once (the
+        # final-only val metrics, a one-iteration model's curve) would be a lone dot in
+        # `dvc plots show`; it lives in metrics.json only.
+        self._first: dict[str, str] = {}
+        self._plot_path("x").parent.mkdir(parents=True, exist_ok=True)  # a declared output
         self.buffer = StepBuffer(self._write, FLUSH_SECONDS, self.name)
 
     @classmethod
@@ -45,16 +50,25 @@ class DvcliveTracker:
         rows: dict[str, list[str]] = {}
         for step, metrics, _ in batch:
             for key, value in metrics.items():
-                rows.setdefault(key, []).append(f"{step}\t{value}\n")
+                line = f"{step}\t{value}\n"
                 self._set_summary(key, value)
+                if key in rows or self._plot_path(key).exists():
+                    rows.setdefault(key, []).append(line)
+                elif key in self._first:
+                    rows[key] = [self._first.pop(key), line]
+                else:
+                    self._first[key] = line
         for key, lines in rows.items():
-            path = Path(self.live.plots_dir) / "metrics" / f"{key}.tsv"
+            path = self._plot_path(key)
             header = [] if path.exists() else [f"step\t{path.stem}\n"]
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as out:
                 out.writelines(header + lines)
         self.live.step = batch[-1][0]
         self.live.make_summary()
+
+    def _plot_path(self, key: str) -> Path:
+        return Path(self.live.plots_dir) / "metrics" / f"{key}.tsv"
 
     def _set_summary(self, key: str, value) -> None:
         node = self.live.summary

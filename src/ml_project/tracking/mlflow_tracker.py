@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,10 @@ class MlflowTracker:
                 experiment_id = self.client.create_experiment(
                     experiment, artifact_location=location
                 )
+            warn_if_moved(self.client, experiment_id, uri, root)
             run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
         self.run_id = run_id
+        self.last_step = 0  # the step the logged model's metrics are linked at
         self.buffer = StepBuffer(self._write, FLUSH_SECONDS, self.name)
 
     @classmethod
@@ -96,11 +99,11 @@ class MlflowTracker:
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def _write(self, batch) -> None:
+    def _write(self, batch, model_id: str | None = None) -> None:
         from mlflow.entities import Metric
 
         values = [
-            Metric(key, float(value), int(stamp * 1000), step)
+            Metric(key, float(value), int(stamp * 1000), step, model_id=model_id)
             for step, metrics, stamp in batch
             for key, value in metrics.items()
         ]
@@ -109,10 +112,20 @@ class MlflowTracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self.buffer.add(metrics, step)
+        self.last_step = max(self.last_step, step)
 
     def log_summary(self, metrics: Mapping[str, float]) -> None:
-        self.buffer.add(metrics, 0)
+        """Final metrics (evaluate's `test/*`), also linked to the run's logged model, so the
+        model's page shows what it scored on the test split."""
+        import time
+
         self.buffer.flush()
+        outputs = self.client.get_run(self.run_id).outputs
+        models = [m.model_id for m in (outputs.model_outputs if outputs else [])]
+        with self.buffer.exclusive():
+            self._write(
+                [(self.last_step, dict(metrics), time.time())], models[-1] if models else None
+            )
 
     def log_artifact(self, path: Path, kind: str = "file") -> None:
         if Path(path).is_dir():
@@ -136,11 +149,9 @@ class MlflowTracker:
 
         from ml_project.persistence import trusted_types
 
-        output = (
-            model.predict_proba(input_example)
-            if hasattr(model, "predict_proba")
-            else (model.predict(input_example))
-        )
+        method, output = serving_output(model, input_example)
+        # log_model links the run's metrics logged at `step` to the model: the final ones.
+        self.buffer.flush()
         mlflow.set_tracking_uri(self.uri)
         with mlflow.start_run(run_id=self.run_id):
             mlflow.sklearn.log_model(
@@ -148,9 +159,11 @@ class MlflowTracker:
                 name="model",
                 signature=infer_signature(input_example, output),
                 input_example=input_example,
+                pyfunc_predict_fn=method,
                 skops_trusted_types=trusted_types(path),
                 code_paths=[str(Path(__file__).resolve().parents[1])],
                 pip_requirements=_pip_requirements(),
+                step=self.last_step,
             )
 
     def close(self, status: str) -> None:
@@ -160,8 +173,52 @@ class MlflowTracker:
             self.client.set_terminated(self.run_id, "FINISHED" if status == "success" else "FAILED")
 
 
+def serving_output(model, X) -> tuple[str, Any]:
+    """What the served model answers: (the pyfunc's predict method, its output on `X`).
+
+    Classifiers serve class probabilities (one column per class, in `classes_` order), which
+    is what a scoring service thresholds or ranks; regressors serve predictions. The
+    signature is inferred from this same output, so the two always agree. The one place that
+    decides "probabilities or labels?" (later: the model spec's outputs).
+    """
+    from sklearn.base import is_classifier
+
+    if is_classifier(model) and hasattr(model, "predict_proba"):  # not a hard-voting ensemble
+        return "predict_proba", model.predict_proba(X)
+    return "predict", model.predict(X)
+
+
+# Imported only by models that need them (a torch model's estimator imports torch to
+# predict); listed when the model, asked for its output above, has imported them.
+OPTIONAL_REQUIREMENTS = ("torch",)
+
+
 def _pip_requirements() -> list[str]:
-    """Pinned from the running environment; MLflow's own inference spawns a slow subprocess."""
+    """Pinned from the running environment; MLflow's own inference spawns a slow subprocess
+    that imports the model to see what it needs. Here the tracker's process has just run the
+    model (`serving_output`), so the same answer is in `sys.modules` already."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("scikit-learn", "skops", "numpy", "pandas")]
+    names = ["scikit-learn", "skops", "numpy", "pandas"]
+    names += [name for name in OPTIONAL_REQUIREMENTS if name in sys.modules]
+    return [f"{name}=={version(name)}" for name in names]
+
+
+def warn_if_moved(client, experiment_id: str, uri: str, root: Path) -> None:
+    """One line when the local store's experiment keeps its artifacts outside this repository.
+
+    The artifact location is an absolute path fixed when the experiment was created; in a
+    moved or copied project, `mlflow.db` still points at the old folder.
+    """
+    if uri != default_uri(root):
+        return  # a server or a store of the user's choice: its locations are its own
+    location = client.get_experiment(experiment_id).artifact_location
+    expected = (Path(root) / "mlartifacts").as_uri()
+    if location.startswith("file:") and location.rstrip("/") != expected:
+        print(
+            f"warning: MLflow experiment in {Path(root) / 'mlflow.db'} stores artifacts in "
+            f"{location}, not this repository's mlartifacts/ (project moved or copied?); "
+            "new runs' artifacts go there too; move mlflow.db and mlartifacts/ back, or delete "
+            "both to start a fresh store here",
+            file=sys.stderr,
+        )
