@@ -1,0 +1,150 @@
+"""The `optuna` tracker: inside a search trial, report the validation metric to the trial and
+stop a trial the pruner gives up on.
+
+It is active only in the train stage of an experiment that `python -m ml_project.search` queued:
+the search sets `ML_PROJECT_OPTUNA_STORAGE`, `_STUDY`, `_METRIC` and `_PRUNER` for its queue
+workers, and the experiment's name `<study>-t<k>` says which trial it is. Anywhere else
+`from_params` returns None and the tracker does nothing, so a normal run is unchanged.
+
+Per step it reports `val/<metric>` with `trial.report`; when `trial.should_prune()` it raises
+`StopFit`, which ends a torch model's training after the epoch with its best weights kept
+(`models/base.py`); the run then finishes normally, with `train/stopped` in its metrics, and
+the search marks the trial PRUNED. Models fitted in one call (boosting: its per-iteration curve
+is logged after the fit) are reported but never stopped: the fit is already done, and stopping
+the curve would only throw the finished model's score away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_STORAGE = "ML_PROJECT_OPTUNA_STORAGE"
+ENV_STUDY = "ML_PROJECT_OPTUNA_STUDY"
+ENV_METRIC = "ML_PROJECT_OPTUNA_METRIC"
+ENV_PRUNER = "ML_PROJECT_OPTUNA_PRUNER"
+# DVC's tags worth keeping on the trial, so the study leads to the exact experiment commit.
+KEPT_TAGS = ("dvc.baseline_rev", "data_label", "data_version", "model")
+
+
+def trial_number(environ: Mapping[str, str]) -> int | None:
+    """The trial this process serves, from `DVC_EXP_NAME` = `<study>-t<k>`; None outside one."""
+    study = environ.get(ENV_STUDY, "")
+    match = re.fullmatch(re.escape(study) + r"-t(\d+)", environ.get("DVC_EXP_NAME", ""))
+    return int(match.group(1)) if study and environ.get(ENV_STORAGE) and match else None
+
+
+def make_pruner(settings: Mapping[str, Any]):
+    """`{"name": "median", **MedianPruner kwargs}` or `{"name": "none"}` -> an Optuna pruner
+    (the search and every trial's tracker build the same one from the same settings)."""
+    import optuna
+
+    settings = dict(settings)
+    if settings.pop("name", "median") == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(**settings)
+
+
+def _storage(url: str):
+    """The study's storage: a database URL, or the absolute path of a journal file."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if "://" in url:
+        return optuna.storages.RDBStorage(url)
+    return JournalStorage(JournalFileBackend(url))
+
+
+def _per_epoch() -> bool:
+    """Whether the model being trained fits epoch by epoch (and so can stop early)."""
+    from ml_project.models import get_spec
+    from ml_project.params import read_params
+
+    with contextlib.suppress(Exception):
+        return get_spec(str(read_params(Path("params.yaml")).get("model"))).per_epoch
+    return False
+
+
+class OptunaTracker:
+    name = "optuna"
+    # Required so that the fan-out lets its `StopFit` reach the trainer instead of dropping the
+    # tracker; its own failures (the study's storage unreachable) are caught here, warned about
+    # once, and never fail the run.
+    required = True
+
+    def __init__(self, trial, metric: str, prune: bool):
+        self.trial, self.metric, self.prune = trial, metric, prune
+        self.active = True
+        self.pruned = False
+
+    @classmethod
+    def from_params(cls, params, run) -> OptunaTracker | None:
+        number = trial_number(os.environ)
+        if number is None or run.stage != "train":
+            return None
+        try:
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            storage = _storage(os.environ[ENV_STORAGE])
+            settings = json.loads(os.environ.get(ENV_PRUNER) or '{"name": "median"}')
+            study = optuna.load_study(
+                study_name=os.environ[ENV_STUDY], storage=storage, pruner=make_pruner(settings)
+            )
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            trial = optuna.trial.Trial(study, trial_id)
+        except Exception as exc:  # noqa: BLE001 - pruning is an optimisation, never a failure
+            _warn(f"cannot reach trial {number} of the study, so it will not be pruned: {exc}")
+            return None
+        prune = settings.get("name") != "none" and _per_epoch()
+        return cls(trial, os.environ.get(ENV_METRIC, ""), prune)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        value = metrics.get(f"val/{self.metric}")
+        if not self.active or value is None or "train/stopped" in metrics:
+            return
+        try:
+            self.trial.report(float(value), step)
+            stop = self.prune and self.trial.should_prune()
+        except Exception as exc:  # noqa: BLE001
+            self.active = False
+            _warn(f"reporting to the study failed; this trial will not be pruned: {exc}")
+            return
+        if stop:
+            from ml_project.models.base import StopFit
+
+            self.pruned = True
+            raise StopFit(f"pruned by Optuna at step {step} (val/{self.metric} {value:.4g})")
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        with contextlib.suppress(Exception):
+            for key in KEPT_TAGS:
+                if tags.get(key):
+                    self.trial.set_user_attr(key, str(tags[key]))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_summary(self, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        pass
+
+    def log_model(self, model: Any, path: Path, input_example: Any) -> None:
+        pass
+
+    def close(self, status: str) -> None:
+        pass  # the search tells the trial's outcome once the whole experiment has finished
+
+
+def _warn(message: str) -> None:
+    from ml_project.tracking import redact
+
+    print(f"warning: tracker 'optuna': {redact(message)}", file=sys.stderr)
