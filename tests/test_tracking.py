@@ -382,3 +382,77 @@ def test_a_call_failing_on_the_tracker_thread_is_reported_once_and_the_run_fails
     err = capsys.readouterr().err
     assert err.count("warning: tracker 'dvclive'") == 1 and "slow is down" in err
     assert STARTED[0].calls[-1] == ("close", "failed")
+
+
+def test_dvclive_step_plots_hold_only_metrics_logged_at_several_steps(tmp_path, monkeypatch):
+    """A value logged once (the final-only val metrics) would be a lone dot in `dvc plots`:
+    it goes to metrics.json only. A one-step run has no step plots at all."""
+    monkeypatch.chdir(tmp_path)
+    params = TrackingParams(dvclive={"enabled": True, "dir": "live"}, **ONLY_DVCLIVE)
+    with open_trackers(params, RunInfo(stage="train", root=tmp_path)) as fan:
+        for step in range(3):
+            row = {"val/loss": 1.0 / (step + 1)}
+            fan.log_metrics({**row, "val/accuracy": 0.9} if step == 2 else row, step)
+    plots = tmp_path / "live/train/plots/metrics"
+    assert sorted(p.relative_to(plots).as_posix() for p in plots.rglob("*.tsv")) == ["val/loss.tsv"]
+    assert len((plots / "val/loss.tsv").read_text().splitlines()) == 4  # header + 3 steps
+    summary = json.loads((tmp_path / "live/train/metrics.json").read_text())
+    assert summary["val"] == {"loss": pytest.approx(1 / 3), "accuracy": 0.9}
+
+    with open_trackers(params, RunInfo(stage="one", root=tmp_path)) as fan:
+        fan.log_metrics({"val/loss": 0.5, "val/f1": 0.8}, 0)
+    assert (tmp_path / "live/one/plots/metrics").is_dir()  # the declared output exists
+    assert not list((tmp_path / "live/one/plots/metrics").rglob("*.tsv"))
+    assert json.loads((tmp_path / "live/one/metrics.json").read_text())["val"]["f1"] == 0.8
+
+
+def test_stop_fit_from_a_tracker_reaches_the_trainer():
+    """Pruning raises `StopFit` from a tracker's log_metrics: not a tracker failure."""
+    from ml_project.models.base import StopFit
+
+    class Pruner(Recorder):
+        def log_metrics(self, metrics, step):
+            raise StopFit("pruned at step 3")
+
+    pruner, other = Pruner("pruner"), Recorder("other")
+    fan = Trackers([pruner, other])
+    with pytest.raises(StopFit, match="pruned"):
+        fan.log_metrics({"val/f1": 0.5}, 3)
+    assert fan.trackers == [pruner, other] and fan.failed == {}
+
+
+def test_repro_runs_are_named_after_the_branch_and_commit(tmp_path, monkeypatch):
+    from ml_project.tracking import dvc_tags, run_name
+
+    for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert run_name() == f"main@{head.strip()[:7]}"
+    assert dvc_tags()["dvc.baseline_rev"] == head.strip()
+    monkeypatch.setenv("DVC_EXP_NAME", "t5")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    assert run_name() == "t5" and dvc_tags()["dvc.baseline_rev"] == "abc123"
+
+
+def test_a_moved_project_s_mlflow_store_is_one_warning_line(tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    from ml_project.tracking.mlflow_tracker import default_uri, warn_if_moved
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    new.mkdir()
+    uri = default_uri(new)
+    client = MlflowClient(tracking_uri=uri)
+    here = client.create_experiment("here", artifact_location=(new / "mlartifacts").as_uri())
+    moved = client.create_experiment("moved", artifact_location=(old / "mlartifacts").as_uri())
+    capsys.readouterr()  # MLflow's own log lines on creating the store
+    warn_if_moved(client, here, uri, new)
+    assert capsys.readouterr().err == ""
+    warn_if_moved(client, moved, uri, new)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: MLflow experiment")
+    assert str(old / "mlartifacts") in err and "moved or copied" in err
