@@ -34,8 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_project, sh  # noqa: E402
-from tests.sweep_checks import project_environ, set_params  # noqa: E402
+from tests.helpers.project import make_project, project_environ, set_params, sh  # noqa: E402
 
 SWEEP_SIZE = 4
 BARE_STAGE = "python -c \"open('{out}', 'w').write(open('{dep}').read() + '{name}')\""

@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_project, project_env  # noqa: E402
+from tests.helpers.project import make_project, project_env  # noqa: E402
 
 STAGES = ("etl", "train", "export")
 FLOOR = "import sys, pandas; pandas.read_csv(sys.argv[1])"

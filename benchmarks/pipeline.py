@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_project, project_env  # noqa: E402
+from tests.helpers.project import make_project, project_env  # noqa: E402
 
 STAGES = ("etl", "train", "evaluate", "export")
 IMPORT_STAGE = (

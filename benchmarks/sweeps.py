@@ -24,8 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_project, project_env  # noqa: E402
-from tests.sweep_checks import project_environ, set_params  # noqa: E402
+from tests.helpers.project import (  # noqa: E402
+    make_project,
+    project_env,
+    project_environ,
+    set_params,
+)
 
 ALPHAS = (0.25, 0.5, 2.0, 4.0)  # models.linear.alpha of the 4 experiments
 

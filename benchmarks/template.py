@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "template")]
+# tests/ too: tests/template/generation.py imports from conftest.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "template")]
 
-from conftest import BIN, make_project, project_env  # noqa: E402
 from generation import cookiecutter, git_files  # noqa: E402
+
+from tests.helpers.project import BIN, make_project, project_env  # noqa: E402
 
 NON_DEFAULT = (
     "project_name=Demand Forecast",

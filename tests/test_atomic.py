@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ml_project.atomic import STAGING_PREFIX, atomic_dir, atomic_file, sweep_stale
-from tests.conftest import make_project, project_env, sh
+from tests.helpers.project import make_project, project_env, sh
 
 
 def _dead_pid() -> int:

@@ -10,7 +10,7 @@ from ml_project import features as F
 from ml_project.data import read_manifest, run_etl
 from ml_project.errors import DataError, ParamsError
 from ml_project.params import DataParams, EtlParams
-from tests.conftest import messy_frame
+from tests.helpers.data import messy_frame
 
 
 def run_steps(frame: pd.DataFrame, steps: list, target: str = "churn") -> pd.DataFrame:

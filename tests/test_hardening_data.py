@@ -20,7 +20,8 @@ from ml_project.data import (
 )
 from ml_project.errors import DataError
 from ml_project.params import DataParams
-from tests.conftest import make_project, messy_frame, sh
+from tests.helpers.data import messy_frame
+from tests.helpers.project import make_project, sh
 
 ID_MESSAGE = (
     r"^column 'customer_id' \(240 distinct values in 240 rows\) looks like a row ID; "

@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import ROOT, make_project, sh
+from tests.helpers.project import ROOT, make_project, sh
 
 
 def pipeline_outputs() -> set[str]:

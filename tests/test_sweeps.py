@@ -19,15 +19,9 @@ from ml_project.errors import UserError
 from ml_project.params import read_params
 from ml_project.sweeps import expand, load_presets, next_names, parse_set_flags, run_sweep
 from ml_project.threads import per_worker
-from tests.conftest import ROOT, make_project, project_env, sh
-from tests.sweep_checks import (
-    assert_sweep_complete,
-    exp_rows,
-    metrics_files,
-    project_environ,
-    set_params,
-    stages_ran,
-)
+from tests.helpers.notebooks import run_notebook
+from tests.helpers.project import ROOT, make_project, project_env, project_environ, set_params, sh
+from tests.helpers.sweep_checks import assert_sweep_complete, exp_rows, metrics_files, stages_ran
 
 # --------------------------------------------------------------------------- presets and grids
 
@@ -329,22 +323,11 @@ def test_the_default_remote_pushes_and_pulls(repo, tmp_path):
 
 @pytest.mark.slow
 def test_the_example_notebook_runs_a_sweep(built, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
     repo = tmp_path / "repo"
     shutil.copytree(built, repo, symlinks=True)
     set_params(repo, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
     sh("git commit -q -m 'no trackers' params.yaml", repo)
-    notebook = nbformat.read(repo / "notebooks/sweep.ipynb", as_version=4)
-    # The kernel imports this copy's code and runs with the tests' clean environment.
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(repo / "notebooks")}},
-    ).execute(env={**project_env(), "PYTHONPATH": str(repo / "src")})
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    outputs = run_notebook(repo, "notebooks/sweep.ipynb")
     assert not [o for o in outputs if o.output_type == "error"]
     html = next(o for o in outputs if o.output_type == "execute_result")["data"]["text/html"]
     assert "t1" in html and "t2" in html and "success" in html

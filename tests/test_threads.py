@@ -12,7 +12,7 @@ import pytest
 
 from ml_project import threads
 from ml_project.sweeps import thread_budget
-from tests.conftest import ROOT, project_env
+from tests.helpers.project import ROOT, project_env
 
 
 def test_each_worker_gets_its_share_of_the_cores_and_at_least_one():

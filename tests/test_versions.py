@@ -16,22 +16,9 @@ import pytest
 import yaml
 
 from ml_project import versions as V
-from ml_project.data import Feature, Manifest
-from tests.conftest import ROOT, project_env, sh
-
-
-def manifest(version: str, source: str = "breast_cancer") -> Manifest:
-    return Manifest(
-        source=source,
-        target="target",
-        task="classification",
-        features=[Feature("a", "numeric", "float64")],
-        rows={"train": 6, "val": 2, "test": 2},
-        classes=None,
-        class_balance=None,
-        data_version=version,
-        seed=0,
-    )
+from tests.helpers.data import manifest
+from tests.helpers.notebooks import run_notebook
+from tests.helpers.project import ROOT, make_project, project_env, sh
 
 
 def git_repo(path: Path) -> Path:
@@ -80,7 +67,7 @@ def test_concurrent_labelling_never_shares_a_label(tmp_path):
         "import sys, json\n"
         "from pathlib import Path\n"
         "from ml_project import versions as V\n"
-        "from tests.test_versions import manifest\n"
+        "from tests.helpers.data import manifest\n"
         "out = {h: V.ensure_label(manifest(h), root=Path(sys.argv[1])) for h in sys.argv[2:]}\n"
         "print(json.dumps(out))\n"
     )
@@ -277,21 +264,11 @@ def test_a_failing_etl_step_is_one_line_and_keeps_outputs(exp_repo, tmp_path):
 
 @pytest.mark.slow
 def test_the_notebook_loads_a_version_and_replays_t1(exp_repo, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
     repo = tmp_path / "repo"
     shutil.copytree(exp_repo, repo, symlinks=True)
     shutil.copy2(ROOT / "notebooks/data_versions.ipynb", repo / "notebooks/data_versions.ipynb")
     before = sh("git status --porcelain", repo).stdout
-    notebook = nbformat.read(repo / "notebooks/data_versions.ipynb", as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(repo / "notebooks")}},
-    ).execute(env={**project_env(), "PYTHONPATH": str(repo / "src")})
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    outputs = run_notebook(repo, "notebooks/data_versions.ipynb")
     assert not [o for o in outputs if o.output_type == "error"]
     results = [o["data"]["text/plain"] for o in outputs if o.output_type == "execute_result"]
     assert "t1" in results[0] and "ff74d6f2313369b4" in results[0]
@@ -328,8 +305,6 @@ def fake_experiment(repo: Path, name: str) -> str:
 
 @pytest.fixture
 def project_clones(tmp_path) -> tuple[Path, Path]:
-    from tests.conftest import make_project
-
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     a = make_project(tmp_path / "a")

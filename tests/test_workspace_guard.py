@@ -14,7 +14,7 @@ import yaml
 
 from ml_project.errors import ParamsError, exits_on_user_error
 from ml_project.params import check_upstream_params, read_params
-from tests.conftest import make_project, project_env, sh
+from tests.helpers.project import make_project, project_env, sh
 
 
 def test_a_stage_fails_with_one_line_when_params_change_while_it_runs(tmp_path, capsys):

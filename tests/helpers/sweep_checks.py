@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import project_env, sh
-from tests.test_pipeline import set_param
-from tests.wandb_records import read_run
+from tests.helpers.project import sh
+from tests.helpers.wandb_records import read_run
 
 LEFTOVERS = ("mlflow.db", "mlruns", "mlartifacts", "wandb", "dvclive", "checkpoints")
-
-
-@contextlib.contextmanager
-def project_environ():
-    """Run in-process code (and the queue workers it starts) in the tests' clean environment."""
-    saved, clean = dict(os.environ), project_env()
-    os.environ.clear()
-    os.environ.update(clean)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def set_params(repo: Path, changes: dict[str, Any]) -> None:
-    for dotted, value in changes.items():
-        set_param(repo, dotted, value)
 
 
 def stages_ran(output: str) -> set[str]:
