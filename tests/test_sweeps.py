@@ -16,46 +16,13 @@ import pytest
 import yaml
 
 from ml_project.errors import UserError
-from ml_project.params import read_params
-from ml_project.sweeps import expand, load_presets, next_names, parse_set_flags, run_sweep
+from ml_project.sweeps import run_sweep
 from ml_project.threads import per_worker
 from tests.helpers.notebooks import run_notebook
 from tests.helpers.project import ROOT, make_project, project_env, project_environ, set_params, sh
 from tests.helpers.sweep_checks import assert_sweep_complete, exp_rows, metrics_files, stages_ran
 
-# --------------------------------------------------------------------------- presets and grids
-
-
-def test_every_preset_expands_against_params_yaml():
-    params = read_params(ROOT / "params.yaml")
-    presets = load_presets(ROOT)
-    assert {"smoke", "models", "hgb-lr", "torch"} <= set(presets)
-    sizes = {name: len(expand(p.grids, params, name)[0]) for name, p in presets.items()}
-    assert sizes["smoke"] == 2 and sizes["hgb-lr"] == 6 and sizes["torch"] == 9
-    assert sizes["models"] == len(params["models"])
-
-
-def test_grid_points_of_untrained_models_run_once():
-    # The README's grid: rf and mlp ignore models.hgb.*, so they run once each, not twice.
-    grid = parse_set_flags(["model=rf,hgb,mlp", "models.hgb.learning_rate=0.05,0.1"])
-    points, dropped = expand([grid], read_params(ROOT / "params.yaml"), "-S")
-    assert dropped == 2
-    assert points == [
-        {"model": "rf", "models.hgb.learning_rate": 0.05},
-        {"model": "hgb", "models.hgb.learning_rate": 0.05},
-        {"model": "hgb", "models.hgb.learning_rate": 0.1},
-        {"model": "mlp", "models.hgb.learning_rate": 0.05},
-    ]
-
-
-def test_set_flags_keep_lists_and_quoted_commas_whole():
-    grid = parse_set_flags(["models.mlp.hidden_sizes=[64],[128, 64]", "data.source='a,b.csv',x"])
-    assert grid == {"models.mlp.hidden_sizes": [[64], [128, 64]], "data.source": ["a,b.csv", "x"]}
-
-
-def test_next_free_names_follow_the_highest_number():
-    assert next_names({"t1", "t9", "foo", "t3x", "t-4"}, 3) == ["t10", "t11", "t12"]
-    assert next_names(set(), 2) == ["t1", "t2"]
+# --------------------------------------------------------------------------- bad input, end to end
 
 
 @pytest.mark.parametrize(
