@@ -10,13 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ml_project.errors import UserError
-from ml_project.sweeps import run_sweep
+from ml_project.sweeps import dvc_queue, run_sweep
 from ml_project.threads import per_worker
 from tests.helpers.notebooks import run_notebook
 from tests.helpers.project import ROOT, make_project, project_env, project_environ, set_params, sh
@@ -163,47 +164,84 @@ def assert_replays(repo: Path, name: str, row: dict, threads: int | None = None)
 # --------------------------------------------------------------------------- failures and retries
 
 
-@pytest.fixture(scope="module")
-def sk_sweep(built, tmp_path_factory):
+@pytest.fixture(scope="module", params=range(RACE_ROUNDS))
+def sk_sweep(built, tmp_path_factory, request):
     """Three linear experiments without trackers, and two real faults: t1's process is
     killed (`dvc queue kill`), then, once t3 runs, every queue worker is SIGKILLed, which
     leaves t3 reported as running with nobody to finish it. t2 has an invalid alpha.
 
+    The faults are not raced: t1 and t3 wait at the start of their train stage (a gate,
+    tests/helpers/gate.py) until the fault has been injected, and only then go on. So t1 is
+    certainly running when it is killed, and t3's own process finishes only after its worker
+    is dead, whatever the machine's load.
+
     The team's DVC remote is configured (and committed) first, as `dvc exp push` uses the
     remote of the experiment's own commit.
     """
-    repo = tmp_path_factory.mktemp("sk") / "repo"
+    repo = tmp_path_factory.mktemp(f"sk-{request.param}") / "repo"
     shutil.copytree(built, repo, symlinks=True)
     set_params(repo, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
+    dvc_yaml = (repo / "dvc.yaml").read_text()
+    train = "cmd: python stages/train.py\n"
+    assert dvc_yaml.count(train) == 1
+    (repo / "dvc.yaml").write_text(
+        dvc_yaml.replace(train, "cmd: python tests/helpers/gate.py && python stages/train.py\n")
+    )
     storage = tmp_path_factory.mktemp("dvc-storage")
     sh(f"dvc remote add -d -f shared {storage}", repo)
-    sh("git commit -q -m 'no trackers, shared remote' params.yaml .dvc/config", repo)
+    sh(
+        "git commit -q -m 'no trackers, gated, shared remote' params.yaml dvc.yaml .dvc/config",
+        repo,
+    )
+    gates = tmp_path_factory.mktemp("gates")
+    for name in ("t1", "t3"):
+        (gates / f"{name}.hold").touch()
     faults: list[str] = []
 
+    def held(name: str) -> bool:
+        return (gates / f"{name}.held").exists()
+
+    def release(name: str) -> None:
+        (gates / f"{name}.open").touch()
+
     def inject_faults(tasks):
-        status = {t.name: t.status for t in tasks}
-        if status["t1"] == "Running" and "kill t1" not in faults:
+        task = {t.name: t for t in tasks}
+        if "kill t1" not in faults and task["t1"].status == "Running" and held("t1"):
             sh("dvc queue kill t1", repo)
             faults.append("kill t1")
-        if status["t3"] == "Running" and "kill workers" not in faults:
-            for info in (repo / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json"):
+        if "kill t1" in faults and task["t1"].attempts > 1:
+            release("t1")  # the retry runs through
+        ready = task["t3"].status == "Running" and held("t3") and task["t1"].attempts > 1
+        if "kill workers" not in faults and ready:
+            pids = dvc_queue.worker_pids(repo)
+            assert pids, "no queue worker alive while t3 is held"
+            for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(json.loads(info.read_text())["pid"], signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while set(pids) & set(dvc_queue.worker_pids(repo)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not set(pids) & set(dvc_queue.worker_pids(repo)), "workers survived SIGKILL"
             faults.append("kill workers")
+            release("t3")  # its process finishes, with no worker left to collect it
 
     # Called from another directory that has a params.yaml of its own, which must stay as is.
     elsewhere = tmp_path_factory.mktemp("cwd")
     shutil.copy(repo / "params.yaml", elsewhere / "params.yaml")
-    with project_environ(), contextlib.chdir(elsewhere):
-        frame = run_sweep(
-            params={"model": ["linear"], "models.linear.alpha": [0.5, -1, 2.0]},
-            jobs=2,
-            repo=repo,
-            progress=False,
-            poll_seconds=1.0,
-            retries=2,
-            on_poll=inject_faults,
-        )
+    try:
+        with project_environ(SWEEP_GATES=str(gates)), contextlib.chdir(elsewhere):
+            frame = run_sweep(
+                params={"model": ["linear"], "models.linear.alpha": [0.5, -1, 2.0]},
+                jobs=2,
+                repo=repo,
+                progress=False,
+                poll_seconds=1.0,
+                retries=2,
+                on_poll=inject_faults,
+            )
+    finally:
+        for name in ("t1", "t3"):  # nothing may stay held after the sweep
+            release(name)
     assert (elsewhere / "params.yaml").read_text() == (repo / "params.yaml").read_text()
     return repo, frame, faults
 
