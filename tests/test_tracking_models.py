@@ -48,18 +48,19 @@ def test_the_logged_model_carries_the_final_metrics(built):
     assert linked["val/f1"].value == pytest.approx(final["f1"])
 
 
-def test_the_documented_model_uri_serves_probabilities_matching_its_signature(built):
+def test_the_documented_model_uri_serves_probabilities_matching_its_signature(built, monkeypatch):
     """`runs:/<run_id>/model` (the README's URI) loads; the pyfunc returns what its signature
     says: one float column per class, the same probabilities as the ONNX export."""
     import mlflow.pyfunc
 
     from ml_project.predict import load_model, predict_frame
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{built / 'mlflow.db'}")
     uri = f"runs:/{_run_id(built)}/model"
     rows = pd.read_parquet(built / "data/processed/test.parquet").drop(columns=["target"]).head(7)
     model = mlflow.pyfunc.load_model(uri)
     (spec,) = model.metadata.signature.outputs.inputs
-    assert spec.type.name == "double" and spec.shape == (-1, 2)
+    assert spec.type == np.dtype("float64") and spec.shape == (-1, 2)
     served = np.asarray(model.predict(rows))
     assert served.shape == (7, 2) and served.sum(axis=1) == pytest.approx(1.0)
     session, sig = load_model(built / "export/model/model.onnx")
