@@ -97,13 +97,14 @@ def experiment_commit(root: Path, name: str) -> str | None:
     return None
 
 
-def metrics(root: Path, commit: str) -> dict[str, float]:
-    """The experiment's metrics, flattened like `dvc exp show` names them (`val.f1`)."""
+def metrics(root: Path, commit: str, path: str) -> dict[str, float]:
+    """The train stage's metrics file of an experiment, flattened like `dvc exp show` names
+    them (`val.f1`, `train.stopped`); read through DVC from the experiment's commit."""
     import dvc.api
 
     from ml_project.params import flatten
 
-    shown = dvc.api.metrics_show(repo=str(root), rev=commit)
+    shown = json.loads(dvc.api.read(path, repo=str(root), rev=commit))
     return {k: v for k, v in flatten(shown).items() if isinstance(v, int | float)}
 
 

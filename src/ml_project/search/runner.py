@@ -146,6 +146,8 @@ class Search:
         self.url, self.budget, self.jobs, self.metric = url, budget, jobs, metric
         self.push, self.say = push, say
         self.active: dict[str, Running] = {}
+        # The train stage's dvclive metrics: `val/<metric>` and, when pruned, `train/stopped`.
+        self.metrics_file = "dvclive/train/metrics.json"
         self.done: list[Outcome] = []
         self.exhausted = False
 
@@ -207,7 +209,7 @@ class Search:
         value, state, error = None, "failed", ""
         if status == "Success":
             commit = Q.experiment_commit(self.root, run.name)
-            shown = Q.metrics(self.root, commit) if commit else {}
+            shown = Q.metrics(self.root, commit, self.metrics_file) if commit else {}
             value = shown.get(f"val.{self.metric}")
             if shown.get("train.stopped"):
                 state = "pruned"
@@ -472,7 +474,7 @@ def table(frame: pd.DataFrame) -> str:
     shown = frame[["trial", *varied, *metrics]].copy()
     shown.insert(0, "best", ["*" if b else "" for b in frame["best"]])
     shown["status"] = [
-        s if s in ("success", "pruned") else f"FAILED: {e}"
+        s if s in ("success", "pruned") else f"FAILED: {e}"[:120]
         for s, e in zip(frame["status"], frame["error"], strict=True)
     ]
     return shown.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-")

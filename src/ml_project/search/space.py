@@ -164,7 +164,11 @@ def sample(space: Space, trial) -> dict[str, Any]:
                 key, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log
             )
         elif isinstance(dim, Range):
-            point[key] = trial.suggest_float(key, dim.low, dim.high, step=dim.step, log=dim.log)
+            value = trial.suggest_float(key, dim.low, dim.high, step=dim.step, log=dim.log)
+            # Six significant digits: `-S` and DVC's params.yaml writer round-trip these
+            # exactly (a full-precision float's last digit did not, and the train stage's
+            # params check then failed the trial).
+            point[key] = float(f"{value:.6g}")
         else:
             options, encoded = _encoded(dim.choices)
             picked = trial.suggest_categorical(key, options)

@@ -118,7 +118,8 @@ def budget_lock(storage, url: str, study_name: str):
                 conn.commit()
         return
     if "://" not in url or url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///") + ".lock")
+        # Not `<file>.lock`: that one is the journal backend's own lock.
+        path = Path(url.removeprefix("sqlite:///") + ".budget-lock")
         with path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
