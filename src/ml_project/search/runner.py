@@ -168,7 +168,7 @@ class Search:
             )
         return S.sample(self.preset.space, trial)
 
-    def launch(self, repo) -> bool:
+    def launch(self, queue) -> bool:
         trial = self._ask()
         if trial is None:
             self.exhausted = True
@@ -178,7 +178,7 @@ class Search:
             point = self._point(trial)
             for key, value in {"dvc_exp": name, "params": json.dumps(point), **St.owner()}.items():
                 trial.set_user_attr(key, value)
-            rev = Q.queue_trial(repo, name, point)
+            rev = Q.queue_trial(queue, name, point)
         except Exception as exc:
             from ml_project.tracking import describe
 
@@ -202,7 +202,7 @@ class Search:
             kind = TrialState.PRUNED if state == "pruned" else TrialState.FAIL
             self.study.tell(number, state=kind, skip_if_finished=True)
 
-    def finish(self, repo, run: Running, status: str) -> None:
+    def finish(self, queue, run: Running, status: str) -> None:
         from ml_project.sweeps import failure_reason
 
         seconds = time.monotonic() - run.started
@@ -219,7 +219,7 @@ class Search:
             else:
                 state = "complete"
         else:
-            error = failure_reason(Q.log_text(repo, run.rev))[0]
+            error = failure_reason(queue.log(run.rev))[0]
         self._tell(run.number, run.trial_id, state, value, error)
         self.done.append(Outcome(run.number, run.name, run.point, state, value, error, seconds))
         shown_value = "-" if value is None else f"{value:.4f}"
@@ -233,24 +233,24 @@ class Search:
     # ------------------------------------------------------------------ the loop
     def poll(self) -> bool:
         """Fill free slots, collect finished trials; True while anything is left to do."""
-        from dvc.repo import Repo
+        from ml_project.sweeps.dvc_queue import open_queue, worker_pids
 
-        with contextlib.chdir(self.root), Repo(str(self.root)) as repo:
-            while len(self.active) < self.jobs and not self.exhausted and self.launch(repo):
+        with contextlib.chdir(self.root), open_queue(self.root) as queue:
+            while len(self.active) < self.jobs and not self.exhausted and self.launch(queue):
                 pass
             if self.active:
-                Q.ensure_workers(repo, self.root, self.jobs)
-            status = Q.statuses(repo)
-            workers = Q.live_workers(self.root)
+                Q.ensure_workers(queue, self.root, self.jobs)
+            status = queue.status()
+            workers = len(worker_pids(self.root))
             now = time.monotonic()
             for rev, run in list(self.active.items()):
                 state = status.get(rev, "Queued")
                 if state in ("Success", "Failed"):
                     del self.active[rev]
-                    self.finish(repo, run, state)
+                    self.finish(queue, run, state)
                     continue
                 # DVC can report a task running after its worker died: nothing would end it.
-                lost = state == "Running" and not workers
+                lost = state == "Running" and not workers and not queue.running(rev)
                 run.orphaned = (run.orphaned or now) if lost else None
                 if run.orphaned and now - run.orphaned > ORPHAN_SECONDS:
                     del self.active[rev]
@@ -313,10 +313,9 @@ def run_search(
         `best` (the study's best trial, maybe another machine's), `replay`, `study`,
         `storage` and `failed`.
     """
-    from dvc.repo import Repo
-
     from ml_project.params import read_params
     from ml_project.sweeps import thread_budget
+    from ml_project.sweeps.dvc_queue import find_root
 
     if jobs < 1:
         raise UserError(f"jobs: must be at least 1 (got {jobs})")
@@ -325,7 +324,7 @@ def run_search(
     for value, valid, what in ((sampler, SAMPLERS, "sampler"), (pruner, PRUNERS, "pruner")):
         if value is not None and value not in valid:
             raise UserError(f"{what}: '{value}' is not one of {', '.join(valid)}")
-    root = Path(Repo.find_root(str(repo)))
+    root = find_root(repo)
     base = read_params(root / Q.PARAMS_FILE)
     spec = load_search(root, preset, base)
     if sampler == "grid" and not spec.grid:

@@ -73,9 +73,10 @@ def _per_epoch() -> bool:
 
 class OptunaTracker:
     name = "optuna"
-    # Required so that the fan-out lets its `StopFit` reach the trainer instead of dropping the
-    # tracker; its own failures (the study's storage unreachable) are caught here, warned about
-    # once, and never fail the run.
+    # Required trackers start inline and take their calls on the stage's own thread (optional
+    # ones run in the background), so `should_prune` is answered, and `StopFit` raised, before
+    # the next epoch starts. Its own failures (the study's storage unreachable) are caught
+    # here, warned about once, and never fail the run.
     required = True
 
     def __init__(self, trial, metric: str, prune: bool):
