@@ -10,8 +10,6 @@ from ml_project.data import coerce_features, validate
 from ml_project.export import compare, native_outputs, onnx_feeds, onnx_outputs, signature, to_onnx
 from ml_project.metrics import METRICS
 from ml_project.models import MODELS, get_spec
-from ml_project.models.ensembles import ENSEMBLES
-from ml_project.models.preprocessing import build_pipeline, preprocessor
 from ml_project.params import ExportParams
 from ml_project.persistence import load_native, save_native
 from tests.conftest import messy_frame
@@ -50,13 +48,13 @@ def fitted(name: str, task: str):
         hp = spec.hyperparams(n_estimators=15)
     if spec.per_epoch:
         hp = spec.hyperparams(max_epochs=8)
-    if name in ENSEMBLES:  # a scikit-learn member, a boosted one and a torch one, kept small
+    if not spec.ensemble_member:  # a scikit-learn member, a boosted one and a torch one, small
         hp = spec.hyperparams(
             members={"linear": {}, "hgb": {"max_iter": 10}, "mlp": {"max_epochs": 5}}
         )
     metric = METRICS["f1" if task == "classification" else "rmse"]
-    pipe = build_pipeline(preprocessor(manifest, spec.scale), spec.build(task, hp, 0, metric))
-    return pipe.fit(X, y), X, y, manifest
+    pipe = spec.pipeline(manifest, task, hp, 0, metric)
+    return spec.fit(pipe, X, y), X, y, manifest
 
 
 CASES = [(name, task) for name in MODELS for task in ("classification", "regression")]

@@ -266,7 +266,7 @@ def test_the_checkpoint_loader_refuses_pickled_code(tmp_path):
 
     path = tmp_path / "train.pt"
     torch.save({"epoch": 1, "x": Payload()}, path)
-    source = (ROOT / "src/ml_project/models/torch_estimator.py").read_text()
+    source = (ROOT / "src/ml_project/models/torch_checkpoint.py").read_text()
     assert "weights_only=True" in source and "weights_only=False" not in source
     with pytest.raises(Exception, match="(?i)weights.only|unsupported global"):
         torch.load(path, weights_only=True)

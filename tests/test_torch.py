@@ -12,12 +12,11 @@ from sklearn.preprocessing import StandardScaler
 
 from ml_project.errors import ParamsError, UserError
 from ml_project.models import parse_models
-from ml_project.models.torch_estimator import (
-    TorchClassifier,
-    TorchRegressor,
-    _batches,
-    resolve_device,
-)
+from ml_project.models.nets import MLP as MLPNet
+from ml_project.models.nets import ResNet
+from ml_project.models.torch_dist import resolve_device
+from ml_project.models.torch_estimator import TorchClassifier, TorchRegressor
+from ml_project.models.torch_loop import batches as _batches
 
 MLP = {"hidden_sizes": [32, 16], "dropout": 0.1, "activation": "relu", "normalization": "layernorm"}
 
@@ -31,7 +30,9 @@ def data(task: str):
 def make(task: str, **kw):
     cls = TorchClassifier if task == "classification" else TorchRegressor
     metric = "f1" if task == "classification" else "rmse"
-    defaults = dict(arch="mlp", arch_params=MLP, max_epochs=6, batch_size=32, seed=3, metric=metric)
+    defaults = dict(
+        arch=MLPNet, arch_params=MLP, max_epochs=6, batch_size=32, seed=3, metric=metric
+    )
     return cls(**{**defaults, **kw})
 
 
@@ -126,7 +127,7 @@ def test_batches_never_leave_a_single_row():
 
 def test_batchnorm_resnet_trains_when_a_batch_would_hold_one_row():
     X, y, Xv, yv = data("classification")
-    est = make("classification", arch="resnet", arch_params={}, batch_size=299, max_epochs=2)
+    est = make("classification", arch=ResNet, arch_params={}, batch_size=299, max_epochs=2)
     est.fit(X[:300], y[:300], eval_set=(Xv, yv))
     assert est.n_epochs_ == 2
 

@@ -19,18 +19,21 @@ fold models and averages them.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ml_project import metrics as M
 from ml_project.errors import ParamsError
-from ml_project.models import get_spec
-from ml_project.models.preprocessing import build_pipeline, preprocessor
+from ml_project.fitting import Splits, TrainConfig, fit_one
+
+if TYPE_CHECKING:
+    from ml_project.data import Manifest
+    from ml_project.tracking import Trackers
 
 Log = Callable[[dict[str, float], int], None]
 
@@ -59,31 +62,25 @@ def _collector(rows: dict[int, dict[str, float]], prefix: str) -> Log:
     return log
 
 
-def _predictions(pipeline, X, task) -> tuple[np.ndarray, np.ndarray | None]:
-    pred = np.asarray(pipeline.predict(X))
-    if task == "classification" and hasattr(pipeline, "predict_proba"):
-        return pred, pipeline.predict_proba(X)
-    return pred, None
+def cross_validate(
+    config: TrainConfig, manifest: Manifest, splits: Splits, trackers: Trackers
+) -> CvOutcome:
+    """Train the K folds exactly like a normal run (`fitting.fit_one`), then the final model.
 
-
-def cross_validate(config, manifest, splits, trackers, fit_one) -> CvOutcome:
-    """Train the K folds with `fit_one(config, manifest, splits, log)`, then the final model.
-
-    Returns the final pipeline, the merged curve (already logged to `trackers`), the
-    out-of-fold predictions and the per-fold / summary metrics.
+    `config` is resolved for the task (`TrainConfig.for_task`). Returns the final pipeline,
+    the merged curve (already logged to `trackers`), the out-of-fold predictions and the
+    per-fold / summary metrics.
     """
     X_train, y_train, X_val, y_val = splits
     X = pd.concat([X_train, X_val], ignore_index=True)
     y = np.concatenate([np.asarray(y_train), np.asarray(y_val)])
-    task, k_folds, seed = manifest.task, config.train.cv_folds, config.train.seed
-    if config.train.cv_final == "ensemble" and task == "classification":
-        metric = M.selection_metric(config.train.metric, task)
-        probe = get_spec(config.model).build(task, config.hyperparams, seed, metric)
-        if not hasattr(probe, "predict_proba"):  # e.g. hard voting: nothing to average
-            raise ParamsError(
-                f"params.yaml: train.cv_final: 'ensemble' averages probabilities, which "
-                f"models.{config.model} does not give (valid here: refit)"
-            )
+    spec, task, k_folds, seed = config.spec, config.task, config.train.cv_folds, config.train.seed
+    averaged = config.train.cv_final == "ensemble" and task == "classification"
+    if averaged and not spec.has_proba(config.new_pipeline(manifest)):  # e.g. hard voting
+        raise ParamsError(
+            f"params.yaml: train.cv_final: 'ensemble' averages probabilities, which "
+            f"models.{config.model} does not give (valid here: refit)"
+        )
     start = time.perf_counter()
 
     rows: dict[int, dict[str, float]] = {}
@@ -94,7 +91,7 @@ def cross_validate(config, manifest, splits, trackers, fit_one) -> CvOutcome:
         finals.append({key[4:]: v for key, v in result.history[-1].items() if key[:4] == "val/"})
         pipelines.append(result.pipeline)
         best_epochs.append(getattr(result.pipeline[-1], "best_epoch_", None))
-        pred, proba = _predictions(result.pipeline, X.iloc[va], task)
+        pred, proba = spec.outputs(result.pipeline, X.iloc[va])
         part = pd.DataFrame({"row": va, "fold": k, "target": y[va], "prediction": pred})
         if proba is not None:
             for j, cls in enumerate(result.pipeline.classes_):
@@ -106,9 +103,15 @@ def cross_validate(config, manifest, splits, trackers, fit_one) -> CvOutcome:
 
         from ml_project.models.ensembles import FoldEnsemble
 
-        pipeline = Pipeline([("model", FoldEnsemble(pipelines, task))])
+        folds = FoldEnsemble.from_fitted(pipelines, task)
+        pipeline = Pipeline([(config.model, folds)])  # the step name says which spec
     else:
-        pipeline = _refit(config, manifest, X, y, best_epochs, _collector(rows, ""))
+        # The model once more on all of train+val: torch models for the folds' mean best
+        # epoch count (no val split is left to stop on); their curve has `train/loss` only.
+        refit = dataclasses.replace(
+            config, hyperparams=spec.refit_hyperparams(config.hyperparams, best_epochs)
+        )
+        pipeline = fit_one(refit, manifest, (X, y, None, None), _collector(rows, "")).pipeline
 
     summary_row = {f"fold{k}/val/{m}": v for k, f in enumerate(finals, 1) for m, v in f.items()}
     stats = {}
@@ -122,32 +125,13 @@ def cross_validate(config, manifest, splits, trackers, fit_one) -> CvOutcome:
         trackers.log_metrics(rows[step], step)
 
     oof = pd.concat(oof_parts).sort_values("row").reset_index(drop=True)
-    metric = M.selection_metric(config.train.metric, task)
     summary = {
         "cv_folds": k_folds,
         "final": config.train.cv_final,
-        "metric": metric.name,
+        "metric": config.selection.name,
         "folds": [{"fold": k, **f} for k, f in enumerate(finals, 1)],
         "summary": stats,
     }
     return CvOutcome(
         pipeline, history, oof, summary, time.perf_counter() - start, fold_pipelines=pipelines
     )
-
-
-def _refit(config, manifest, X, y, best_epochs, log: Log):
-    """The model once more on all of train+val. Torch models train for the folds' mean best
-    epoch count (there is no val split left to stop on); their curve has `train/loss` only."""
-    spec = get_spec(config.model)
-    metric = M.selection_metric(config.train.metric, manifest.task)
-    estimator = spec.build(manifest.task, config.hyperparams, config.train.seed, metric)
-    fit_params = {}
-    if spec.per_epoch:
-        epochs = max(1, round(float(np.mean([b + 1 for b in best_epochs]))))
-        estimator.set_params(max_epochs=epochs, patience=0)
-        fit_params["model__callbacks"] = [log]
-    pipeline = build_pipeline(preprocessor(manifest, spec.scale), estimator)
-    pipeline.fit(X, y, **fit_params)
-    if spec.after_fit is not None:
-        spec.after_fit(pipeline[-1])
-    return pipeline

@@ -11,6 +11,7 @@ import pandas as pd
 from ml_project import metrics as M
 from ml_project.atomic import atomic_dir
 from ml_project.data import PROCESSED_DIR, Manifest, load_split, read_manifest
+from ml_project.models import spec_of
 from ml_project.params import TrackingParams
 from ml_project.persistence import MODEL_PATH, load_native
 from ml_project.tracking import RUN_IDS_PATH, RunInfo, open_trackers, read_run_ids
@@ -23,10 +24,7 @@ PLOTS_DIR = "plots"
 def test_metrics(pipeline, manifest: Manifest, data_dir: Path = PROCESSED_DIR):
     """Metrics on the test split, plus the arrays the plots are drawn from."""
     X, y = load_split("test", manifest, data_dir)
-    pred = pipeline.predict(X)
-    proba = None
-    if manifest.task == "classification" and hasattr(pipeline, "predict_proba"):
-        proba = pipeline.predict_proba(X)
+    pred, proba = spec_of(pipeline).outputs(pipeline, X)
     classes = getattr(pipeline, "classes_", None)
     return M.compute(manifest.task, y, pred, proba, classes), y, pred, proba, classes
 

@@ -11,7 +11,6 @@ scikit-learn model) is reported as skipped.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ import pandas as pd
 from ml_project.atomic import atomic_dir
 from ml_project.data import PROCESSED_DIR, Manifest, load_split
 from ml_project.errors import UserError
+from ml_project.models import ModelSpec, spec_of
+from ml_project.models.ensembles import folds_of
 from ml_project.params import ExportParams
 from ml_project.persistence import load_native, save_native
 
@@ -46,14 +47,31 @@ class Parity:
     skipped: str | None = None
 
 
+@dataclass(frozen=True)
+class Native:
+    """The native pipeline's outputs on the test split, which every export must reproduce."""
+
+    spec: ModelSpec
+    labels: np.ndarray  # predictions (class labels for a classifier)
+    values: np.ndarray  # what parity compares (see `native_outputs`)
+
+
+def native(pipeline, X: pd.DataFrame, task: str) -> Native:
+    spec = spec_of(pipeline)
+    pred, proba = spec.outputs(pipeline, X)
+    if proba is not None:
+        values = proba
+    elif task == "classification":
+        values = np.searchsorted(pipeline.classes_, pred).astype(np.float64)
+    else:
+        values = np.asarray(pred, dtype=np.float64)
+    return Native(spec, pred, values)
+
+
 def native_outputs(pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
     """What parity compares: class probabilities, regression predictions, or for a
     classifier without probabilities (hard voting) the index of each predicted class."""
-    if task == "classification" and hasattr(pipeline, "predict_proba"):
-        return pipeline.predict_proba(X)
-    if task == "classification":
-        return np.searchsorted(pipeline.classes_, pipeline.predict(X)).astype(np.float64)
-    return np.asarray(pipeline.predict(X), dtype=np.float64)
+    return native(pipeline, X, task).values
 
 
 def compare(
@@ -86,120 +104,7 @@ def compare(
     return parity
 
 
-# --- ONNX -------------------------------------------------------------------------------------
-def _register_converters() -> None:
-    """Teach skl2onnx our CastFloat32 step: it is a plain Cast to float."""
-    from onnx import TensorProto
-    from skl2onnx import update_registered_converter
-    from skl2onnx.common.data_types import FloatTensorType
-
-    from ml_project.models.preprocessing import CastFloat32
-
-    def shape(operator):
-        operator.outputs[0].type = FloatTensorType(operator.inputs[0].type.shape)
-
-    def convert(scope, operator, container):
-        container.add_node(
-            "Cast",
-            operator.inputs[0].full_name,
-            operator.outputs[0].full_name,
-            to=TensorProto.FLOAT,
-            name=scope.get_unique_operator_name("CastFloat32"),
-        )
-
-    update_registered_converter(CastFloat32, "MlProjectCastFloat32", shape, convert)
-    if "ml_project.models.torch_estimator" in sys.modules:  # a torch model was loaded or built
-        _register_torch_converters()
-
-
-def _register_torch_converters() -> None:
-    """Teach skl2onnx the torch estimators, so they convert alone, in a pipeline, or inside
-    scikit-learn's ensembles: their own `onnx_model` graph is inlined, renamed, in place."""
-    import onnx
-    from onnx import helper
-    from skl2onnx import update_registered_converter
-    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
-
-    from ml_project.models.torch_estimator import TorchClassifier, TorchRegressor
-
-    def shape_classifier(operator):
-        est, n = operator.raw_operator, operator.inputs[0].type.shape[0]
-        text = np.asarray(est.classes_).dtype.kind in "OUS"
-        operator.outputs[0].type = (StringTensorType if text else Int64TensorType)([n])
-        operator.outputs[1].type = FloatTensorType([n, len(est.classes_)])
-
-    def shape_regressor(operator):
-        operator.outputs[0].type = FloatTensorType([operator.inputs[0].type.shape[0], 1])
-
-    def inline(scope, operator, container, outputs: dict[str, str]) -> None:
-        net = operator.raw_operator.onnx_model(container.target_opset)
-        # Appended nodes are not seen by skl2onnx's opset bookkeeping: declare the version.
-        container.node_domain_version_pair_sets.add(("", container.target_opset))
-        prefix = scope.get_unique_variable_name("torch") + "/"
-        names = {"features": operator.inputs[0].full_name, **outputs}
-
-        def rename(name: str) -> str:
-            return names.get(name, prefix + name) if name else name
-
-        for init in net.graph.initializer:
-            copy = onnx.TensorProto()
-            copy.CopyFrom(init)
-            copy.name = rename(init.name)
-            container.initializers.append(copy)
-        for node in net.graph.node:
-            copy = onnx.NodeProto()
-            copy.CopyFrom(node)
-            copy.name = prefix + node.name
-            copy.input[:] = [rename(i) for i in node.input]
-            copy.output[:] = [rename(o) for o in node.output]
-            container.nodes.append(copy)
-
-    def convert_classifier(scope, operator, container):
-        est = operator.raw_operator
-        probabilities = operator.outputs[1].full_name
-        inline(scope, operator, container, {"probabilities": probabilities})
-        classes = np.asarray(est.classes_)
-        classes = (
-            classes.astype(object) if classes.dtype.kind in "OUS" else classes.astype(np.int64)
-        )
-        name = scope.get_unique_variable_name("classes")
-        container.initializers.append(onnx.numpy_helper.from_array(classes, name))
-        index = scope.get_unique_variable_name("index")
-        container.nodes.append(
-            helper.make_node(
-                "ArgMax",
-                [probabilities],
-                [index],
-                axis=1,
-                keepdims=0,
-                name=scope.get_unique_operator_name("ArgMax"),
-            )
-        )
-        container.nodes.append(
-            helper.make_node(
-                "Gather",
-                [name, index],
-                [operator.outputs[0].full_name],
-                axis=0,
-                name=scope.get_unique_operator_name("Gather"),
-            )
-        )
-
-    def convert_regressor(scope, operator, container):
-        inline(scope, operator, container, {"variable": operator.outputs[0].full_name})
-
-    update_registered_converter(
-        TorchClassifier,
-        "MlProjectTorchClassifier",
-        shape_classifier,
-        convert_classifier,
-        options={"zipmap": [False, True], "nocl": [False, True]},
-    )
-    update_registered_converter(
-        TorchRegressor, "MlProjectTorchRegressor", shape_regressor, convert_regressor
-    )
-
-
+# --- ONNX ---------------------------------------------------------------------------------------
 def signature(manifest: Manifest, classes) -> dict:
     return {
         "task": manifest.task,
@@ -216,18 +121,25 @@ def to_onnx(pipeline, sig: dict):
     """Convert with one ONNX input per raw column (float for numbers, string for categories).
 
     `sig` (see `signature`) is stored in the model's metadata, so predict needs nothing else.
+    The model's spec registers the converters its own estimators need.
     """
     from skl2onnx import convert_sklearn
 
-    _register_converters()
-    folds = getattr(pipeline[-1], "pipelines", None)  # a FoldEnsemble of CV fold pipelines
-    if folds is not None:
+    from ml_project.models.preprocessing import register_onnx_converters
+
+    folds = folds_of(pipeline)
+    if folds is not None:  # train.cv_final: ensemble: the K fold models, averaged
         return _embed_signature(_average([to_onnx(p, sig) for p in folds], sig), sig)
-    initial = _initial_types(sig)
+    register_onnx_converters()
+    spec = spec_of(pipeline)
+    if spec.onnx_converters is not None:
+        spec.onnx_converters(pipeline[-1])
     options = None
     if sig["task"] == "classification":
         options = {id(pipeline[-1]): {"zipmap": False}}
-    onx = convert_sklearn(pipeline, initial_types=initial, options=options, target_opset=ONNX_OPSET)
+    onx = convert_sklearn(
+        pipeline, initial_types=_initial_types(sig), options=options, target_opset=ONNX_OPSET
+    )
     return _embed_signature(onx, sig)
 
 
@@ -309,29 +221,28 @@ def onnx_outputs(session, feeds, task: str) -> tuple[np.ndarray, np.ndarray]:
     return out[0].ravel(), out[0].ravel()
 
 
-def export_onnx(pipeline, sig: dict, X_test, native, staging: Path, params: ExportParams) -> Parity:
+def export_onnx(pipeline, sig: dict, X_test, native: Native, staging: Path, params) -> Parity:
     import onnxruntime as ort
 
     path = staging / "model.onnx"
     path.write_bytes(to_onnx(pipeline, sig).SerializeToString())
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     labels, values = onnx_outputs(session, onnx_feeds(session, X_test, sig), sig["task"])
-    if sig["task"] == "classification" and not hasattr(pipeline, "predict_proba"):
+    classification = sig["task"] == "classification"
+    if classification and native.values.ndim == 1:  # labels only: compare class indices
         values = np.searchsorted(np.asarray(sig["classes"]), labels).astype(np.float64)
-    pair = (
-        (np.asarray(pipeline.predict(X_test)), labels) if sig["task"] == "classification" else None
-    )
-    return compare("onnx", native, values, params, pair)
+    pair = (native.labels, labels) if classification else None
+    return compare("onnx", native.values, values, params, pair)
 
 
-def export_torchscript(pipeline, sig, X_test, native, staging: Path, params) -> Parity:
+def export_torchscript(pipeline, sig, X_test, native: Native, staging: Path, params) -> Parity:
     """The network and its output head, traced; its input is the *preprocessed* features.
 
     Parity is against the eager module on the preprocessed test split. To serve raw columns,
     use the ONNX file, which carries the preprocessing too.
     """
-    model = pipeline[-1]
-    if not hasattr(model, "inference_module"):
+    if native.spec.torchscript is None or folds_of(pipeline) is not None:
+        what = "K averaged fold models" if folds_of(pipeline) is not None else "this model"
         return Parity(
             "torchscript",
             0.0,
@@ -339,12 +250,12 @@ def export_torchscript(pipeline, sig, X_test, native, staging: Path, params) -> 
             params.atol,
             params.rtol,
             None,
-            skipped=f"not a torch model ({type(model).__name__})",
+            skipped=f"not available for {what} (models.{native.spec.name})",
         )
     import torch
 
     features = np.asarray(pipeline[:-1].transform(X_test), dtype=np.float32)
-    module = model.inference_module()
+    module = native.spec.torchscript(pipeline[-1])
     example = torch.from_numpy(features)
     with torch.no_grad():
         eager = module(example).double().numpy()
@@ -356,7 +267,7 @@ def export_torchscript(pipeline, sig, X_test, native, staging: Path, params) -> 
     return compare("torchscript", eager, reloaded, params)
 
 
-# format -> writer(pipeline, signature, X_test, native outputs, staging dir, params) -> Parity
+# format -> writer(pipeline, signature, X_test, Native, staging dir, params) -> Parity
 EXPORTERS: dict[str, Callable[..., Parity]] = {
     "onnx": export_onnx,
     "torchscript": export_torchscript,
@@ -379,15 +290,15 @@ def run(
     pipeline = load_native(model_path)
     X_test, _ = load_split("test", manifest, data_dir)
     sig = signature(manifest, getattr(pipeline, "classes_", None))
-    native = native_outputs(pipeline, X_test, manifest.task)
+    outputs = native(pipeline, X_test, manifest.task)
     with atomic_dir(out_dir) as staging:
         models = staging / MODEL_SUBDIR
         models.mkdir()
         save_native(pipeline, models / "model.skops")
         reloaded = native_outputs(load_native(models / "model.skops"), X_test, manifest.task)
-        results = [compare("skops", native, reloaded, params)]
+        results = [compare("skops", outputs.values, reloaded, params)]
         results += [
-            EXPORTERS[fmt](pipeline, sig, X_test, native, models, params) for fmt in params.formats
+            EXPORTERS[fmt](pipeline, sig, X_test, outputs, models, params) for fmt in params.formats
         ]
         report = {
             r.format: {"skipped": r.skipped}

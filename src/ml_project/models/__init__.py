@@ -7,9 +7,23 @@ from ml_project.models.base import (
     Hyperparams,
     ModelSpec,
     StopFit,
+    ensemble_members,
+    final_step,
     get_spec,
     parse_models,
     register,
+    spec_of,
 )
 
-__all__ = ["MODELS", "Hyperparams", "ModelSpec", "StopFit", "get_spec", "parse_models", "register"]
+__all__ = [
+    "MODELS",
+    "Hyperparams",
+    "ModelSpec",
+    "StopFit",
+    "ensemble_members",
+    "final_step",
+    "get_spec",
+    "parse_models",
+    "register",
+    "spec_of",
+]

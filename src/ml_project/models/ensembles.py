@@ -20,12 +20,19 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 from sklearn.base import BaseEstimator
+from sklearn.utils.metaestimators import available_if
 
 from ml_project.errors import ParamsError
-from ml_project.models.base import MODELS, Hyperparams, ModelSpec, get_spec, register
+from ml_project.models.base import (
+    Hyperparams,
+    ModelSpec,
+    ensemble_members,
+    final_step,
+    get_spec,
+    owner_of,
+    register,
+)
 from ml_project.params import parse_section
-
-ENSEMBLES = ("voting", "stacking")
 
 
 class EnsembleParams(Hyperparams):
@@ -54,7 +61,7 @@ class EnsembleParams(Hyperparams):
         parsed = {}
         for member, block in self.members.items():
             key = f"models.{self.name}.members.{member}"
-            valid = [n for n in MODELS if n not in ENSEMBLES]
+            valid = ensemble_members()
             if member not in valid:
                 raise ParamsError(
                     f"params.yaml: {key}: not a model that can be a member "
@@ -87,7 +94,7 @@ class StackingParams(EnsembleParams):
     @field_validator("final_estimator")
     @classmethod
     def _registered(cls, value):
-        valid = [n for n in MODELS if n not in ENSEMBLES]
+        valid = ensemble_members()
         if value not in valid:
             raise ValueError(f"unknown model '{value}' (valid: {', '.join(valid)})")
         return value
@@ -143,7 +150,18 @@ def _members_after_fit(model) -> None:
     for name, fitted in model.named_estimators_.items():
         spec = get_spec(name)
         if spec.after_fit is not None:
-            spec.after_fit(fitted[-1] if hasattr(fitted, "steps") else fitted)
+            spec.after_fit(final_step(fitted))
+
+
+def _members_onnx_converters(model) -> None:
+    """The converters the members' families (and the meta-learner's) need."""
+    fitted = [(get_spec(n), final_step(m)) for n, m in model.named_estimators_.items()]
+    final = getattr(model, "final_estimator_", None)
+    if final is not None and owner_of(final) is not None:
+        fitted.append((owner_of(final), final))
+    for spec, estimator in fitted:
+        if spec.onnx_converters is not None:
+            spec.onnx_converters(estimator)
 
 
 register(
@@ -153,6 +171,8 @@ register(
         _build_voting,
         scale=False,
         after_fit=_members_after_fit,
+        onnx_converters=_members_onnx_converters,
+        ensemble_member=False,
         description="soft/hard voting (classification), averaging (regression)",
         trusted_types=("sklearn.utils._bunch.Bunch",),  # named_estimators_; members add theirs
     )
@@ -164,6 +184,8 @@ register(
         _build_stacking,
         scale=False,
         after_fit=_members_after_fit,
+        onnx_converters=_members_onnx_converters,
+        ensemble_member=False,
         description="a meta-learner on out-of-fold member predictions",
         trusted_types=(
             "sklearn.utils._bunch.Bunch",
@@ -177,29 +199,84 @@ register(
 class FoldEnsemble(BaseEstimator):
     """The K fitted fold pipelines of a cross-validation (`train.cv_final: ensemble`),
     averaged: class probabilities, or predictions for regression. Each pipeline takes the raw
-    columns and holds its own fitted preprocessing."""
+    columns and holds its own fitted preprocessing.
+
+    `pipelines` are the (unfitted) fold models; `fit` fits a clone of each on the same data.
+    Cross-validation, which already fitted them on their folds, uses `from_fitted`.
+    """
 
     def __init__(self, pipelines=None, task: str = "classification"):
         self.pipelines = pipelines
         self.task = task
 
+    @classmethod
+    def from_fitted(cls, fitted: list, task: str) -> FoldEnsemble:
+        from sklearn.base import clone
+
+        ensemble = cls([clone(p) for p in fitted], task)
+        ensemble._set_fitted(list(fitted))
+        return ensemble
+
+    def _set_fitted(self, fitted: list) -> None:
+        self.pipelines_ = fitted
+        first = fitted[0]
+        if self.task == "classification":
+            self.classes_ = np.asarray(first.classes_)
+        self.n_features_in_ = first.n_features_in_
+        if hasattr(first, "feature_names_in_"):
+            self.feature_names_in_ = first.feature_names_in_
+
     def fit(self, X, y):
-        """Refit every fold pipeline on (X, y); CV builds this already fitted."""
-        for pipeline in self.pipelines:
-            pipeline.fit(X, y)
+        """Fit a clone of every fold pipeline on (X, y)."""
+        from sklearn.base import clone
+
+        if not self.pipelines:
+            raise ValueError("FoldEnsemble needs at least one pipeline (pipelines=[...])")
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task: '{self.task}' (valid: classification, regression)")
+        self._set_fitted([clone(p).fit(X, y) for p in self.pipelines])
         return self
 
-    @property
-    def classes_(self):
-        return self.pipelines[0].classes_
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if self.task == "classification":
+            from sklearn.utils import ClassifierTags
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags()
+        else:
+            from sklearn.utils import RegressorTags
 
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+        first = (self.pipelines or [None])[0]
+        if first is not None:  # accepts what its fold models accept
+            from sklearn.utils import get_tags
+
+            inner = get_tags(first).input_tags
+            tags.input_tags.allow_nan = inner.allow_nan
+            tags.input_tags.sparse = inner.sparse
+        return tags
+
+    def _check(self, X):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "pipelines_")
+        return X
+
+    @available_if(lambda self: self.task == "classification")
     def predict_proba(self, X) -> np.ndarray:
-        return np.mean([p.predict_proba(X) for p in self.pipelines], axis=0)
+        self._check(X)
+        return np.mean([p.predict_proba(X) for p in self.pipelines_], axis=0)
 
     def predict(self, X) -> np.ndarray:
+        self._check(X)
         if self.task == "classification":
-            return np.asarray(self.classes_)[np.argmax(self.predict_proba(X), axis=1)]
-        return np.mean([np.asarray(p.predict(X), dtype=np.float64) for p in self.pipelines], 0)
+            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return np.mean([np.asarray(p.predict(X), dtype=np.float64) for p in self.pipelines_], 0)
+
+
+def folds_of(pipeline) -> list | None:
+    """The fitted fold pipelines when `pipeline` is an averaged fold ensemble, else None."""
+    model = final_step(pipeline)
+    return model.pipelines_ if isinstance(model, FoldEnsemble) else None

@@ -1,8 +1,9 @@
 """PyTorch architectures for tabular data. Each one is an `nn.Module` built from
 `(n_inputs, n_outputs, **its params block)`; the trainer knows nothing else about it.
 
-To add an architecture: write its module here (or in a module of your own), then register it
-with its params block in `torch_models.py`.
+To add an architecture: write its module here (or in a module of your own), its params block
+in `torch_params.py`, and register both in `torch_models.py`. Defaults come from the params
+block (`torch_params.py`), never written twice.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from ml_project.models.torch_params import MLP_DEFAULTS as _MLP
+from ml_project.models.torch_params import RESNET_DEFAULTS as _RESNET
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -35,10 +39,10 @@ class MLP(nn.Module):
         self,
         n_inputs: int,
         n_outputs: int,
-        hidden_sizes: Sequence[int] = (128, 64),
-        dropout: float = 0.0,
-        activation: str = "relu",
-        normalization: str = "none",
+        hidden_sizes: Sequence[int] = _MLP.hidden_sizes,
+        dropout: float = _MLP.dropout,
+        activation: str = _MLP.activation,
+        normalization: str = _MLP.normalization,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -83,12 +87,12 @@ class ResNet(nn.Module):
         self,
         n_inputs: int,
         n_outputs: int,
-        width: int = 64,
-        n_blocks: int = 2,
-        hidden_factor: float = 2.0,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        normalization: str = "batchnorm",
+        width: int = _RESNET.width,
+        n_blocks: int = _RESNET.n_blocks,
+        hidden_factor: float = _RESNET.hidden_factor,
+        dropout: float = _RESNET.dropout,
+        activation: str = _RESNET.activation,
+        normalization: str = _RESNET.normalization,
     ):
         super().__init__()
         hidden = max(1, int(width * hidden_factor))

@@ -74,3 +74,24 @@ def encoded_categories(manifest: Manifest) -> list[np.ndarray] | str:
 
 def build_pipeline(preprocess: ColumnTransformer, estimator) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+
+def register_onnx_converters() -> None:
+    """Teach skl2onnx our CastFloat32 step: it is a plain Cast to float."""
+    from onnx import TensorProto
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.data_types import FloatTensorType
+
+    def shape(operator):
+        operator.outputs[0].type = FloatTensorType(operator.inputs[0].type.shape)
+
+    def convert(scope, operator, container):
+        container.add_node(
+            "Cast",
+            operator.inputs[0].full_name,
+            operator.outputs[0].full_name,
+            to=TensorProto.FLOAT,
+            name=scope.get_unique_operator_name("CastFloat32"),
+        )
+
+    update_registered_converter(CastFloat32, "MlProjectCastFloat32", shape, convert)
