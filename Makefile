@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format bench bench-exp sweep lock clean
+.PHONY: help install run show promote test test-fast lint format bench bench-exp sweep lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ install: $(VENV)/.installed ## Create .venv with the pinned versions
 run: install ## Run the pipeline as a DVC experiment and print the metrics
 	dvc exp run -n $$(python -m ml_project.sweeps next-name)
 	dvc metrics show
+
+show: install ## dvc exp show, narrowed: experiment, selection metric, varying params, best first
+	python -m ml_project.show
 
 test: install ## Lint and run the whole test suite (real DVC pipelines, sweeps, templates)
 	ruff check .
