@@ -176,6 +176,10 @@ def test_answers_reach_params_readme_pyproject_and_license(template, out, home):
 
     readme = (project / "README.md").read_text()
     assert readme.startswith('# Demand Forecast\n\nWeekly demand: "units" per store\n\n')
+    # The README names the project's own default data, not the template's.
+    assert "The default is scikit-learn's bundled `diabetes` (regression)" in readme
+    assert "(diabetes, the default `hgb` model)" in readme
+    assert "bundled `breast_cancer` (classification)" not in readme
     pyproject = (project / "pyproject.toml").read_text()
     assert 'name = "demand"' in pyproject
     assert 'description = "Weekly demand: \\"units\\" per store"' in pyproject
