@@ -83,7 +83,16 @@ def _sampler(name: str, seed: int | None, grid_size: int):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler({GRID_PARAM: list(range(grid_size))}, seed=seed)
+
+        class AskTellGrid(optuna.samplers.GridSampler):
+            """Optuna's grid sampler (trial k gets grid point k), minus its `study.stop()`
+            once the grid is done, which Optuna allows only inside `optimize`: the budget (the
+            grid's size) ends an ask-and-tell search."""
+
+            def after_trial(self, study, trial, state, values) -> None:
+                pass
+
+        return AskTellGrid({GRID_PARAM: list(range(grid_size))}, seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
 
 
@@ -314,7 +323,7 @@ def run_search(
         `storage` and `failed`.
     """
     from ml_project.params import read_params
-    from ml_project.sweeps import thread_budget
+    from ml_project.sweeps import PARAMS_FILE, thread_budget
     from ml_project.sweeps.dvc_queue import find_root
 
     if jobs < 1:
@@ -325,7 +334,7 @@ def run_search(
         if value is not None and value not in valid:
             raise UserError(f"{what}: '{value}' is not one of {', '.join(valid)}")
     root = find_root(repo)
-    base = read_params(root / Q.PARAMS_FILE)
+    base = read_params(root / PARAMS_FILE)
     spec = load_search(root, preset, base)
     if sampler == "grid" and not spec.grid:
         where = f"sweeps.yaml: searches: {preset}"

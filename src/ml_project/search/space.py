@@ -96,7 +96,7 @@ def parse_space(raw: Any, where: str) -> Space:
             if not value:
                 raise UserError(f"{at}: no values to choose from")
             dims.append((str(key), Choice(tuple(value))))
-        elif isinstance(value, Mapping) and value and set(value) <= RANGE_KEYS:
+        elif isinstance(value, Mapping) and set(value) & {"low", "high"}:  # a range, or a typo
             dims.append((str(key), _range(value, at)))
         elif isinstance(value, Mapping) and value:
             branches = tuple(

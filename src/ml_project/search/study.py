@@ -52,8 +52,14 @@ def shown(url: str) -> str:
 
 def open_storage(url: str, heartbeat: bool = True):
     """An Optuna storage for `url`, or a one-line error when it cannot be reached."""
+    import warnings
+
     import optuna
 
+    # Optuna's INFO lines ("Using an existing study") and the heartbeat's ExperimentalWarning
+    # would interleave with the search's own progress lines.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         if "://" not in url:
             from optuna.storages.journal import JournalFileBackend, JournalStorage
