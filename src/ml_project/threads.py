@@ -112,11 +112,19 @@ def budget(environ: Mapping[str, str] | None = None, cores: int | None = None) -
     return cores, "all cores"
 
 
-def apply(environ: MutableMapping[str, str] | None = None) -> int:
+def apply(environ: MutableMapping[str, str] | None = None, loaded: bool = False) -> int:
     """Set the pools' variables to the budget (those the user set are kept); call before
-    numpy, scikit-learn or torch is imported. Returns the budget."""
+    numpy, scikit-learn or torch is imported. Returns the budget.
+
+    `loaded`: the pools have started already (a fork server's child), so they are also
+    resized now, through threadpoolctl; torch is sized where it is used (`torch_threads`).
+    """
     environ = os.environ if environ is None else environ
     threads, _ = budget(environ)
+    if loaded:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
     for var in POOL_VARS:
         environ.setdefault(var, str(threads))
     # Idle OpenMP threads sleep instead of spinning: a fit shares the cores with W&B's service
@@ -148,7 +156,9 @@ def worker_index(environ: Mapping[str, str] | None = None) -> int:
     if rank is not None and rank.strip().isdigit():
         return int(rank)
     workers = {pid: number for number, pid in queue_workers(environ).items()}
-    pid: int | None = os.getpid()
+    # A fork server's child descends from the server; the stage process DVC started is the
+    # one that handed it over.
+    pid: int | None = _positive_int(environ.get("ML_PROJECT_STAGE_PID")) or os.getpid()
     for _ in range(32):  # stage <- dvc exec-run <- task process <- worker
         if pid is None or pid <= 1:
             break
