@@ -28,6 +28,7 @@ TRACKERS: dict[str, str] = {
     "dvclive": "ml_project.tracking.dvclive_tracker:DvcliveTracker",
     "mlflow": "ml_project.tracking.mlflow_tracker:MlflowTracker",
     "wandb": "ml_project.tracking.wandb_tracker:WandbTracker",
+    "optuna": "ml_project.tracking.optuna_tracker:OptunaTracker",  # search trials only
 }
 
 

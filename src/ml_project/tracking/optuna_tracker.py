@@ -108,7 +108,8 @@ class OptunaTracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         value = metrics.get(f"val/{self.metric}")
-        if not self.active or value is None or "train/stopped" in metrics:
+        final = "train/stopped" in metrics or "train/best_epoch" in metrics  # not an epoch
+        if not self.active or value is None or final:
             return
         try:
             self.trial.report(float(value), step)
