@@ -51,6 +51,9 @@ bench-exp: install ## One experiment against DVC's own floor, and -j 2 against -
 sweep: install ## Run a preset of sweeps.yaml on the DVC queue: make sweep PRESET=hgb-lr JOBS=2
 	python -m ml_project.sweeps run $(PRESET) -j $(or $(JOBS),2)
 
+optimize: install ## Optuna search of sweeps.yaml: make optimize PRESET=hgb-tpe TRIALS=40 JOBS=2
+	python -m ml_project.search $(PRESET) -j $(or $(JOBS),2) $(if $(TRIALS),--trials $(TRIALS))
+
 lock: ## Re-resolve the pinned versions from pyproject.toml into requirements.lock
 	rm -rf /tmp/ml-project-lock && $(PYTHON) -m venv /tmp/ml-project-lock
 	/tmp/ml-project-lock/bin/pip install --quiet -e ".[dev]"
