@@ -27,6 +27,9 @@ run: install ## Run the pipeline as a DVC experiment and print the metrics
 show: install ## dvc exp show, narrowed: experiment, selection metric, varying params, best first
 	python -m ml_project.show
 
+promote: install ## Register an experiment's model: MLflow version + alias champion, git tag, releases/: make promote EXP=t5
+	python -m ml_project.promote $(EXP)
+
 test: install ## Lint and run the whole test suite (real DVC pipelines, sweeps, templates)
 	ruff check .
 	python -m pytest

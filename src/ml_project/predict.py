@@ -1,9 +1,12 @@
 """Score a CSV or Parquet file with an exported ONNX model, through onnxruntime.
 
     python -m ml_project.predict new_rows.csv --model export/model/model.onnx --output preds.csv
+    python -m ml_project.predict new_rows.csv --model models:/ml_project@champion
 
 The model carries its own signature (feature names and kinds, classes), so predict needs no
-other file. Columns are validated first; extra columns are ignored.
+other file. Columns are validated first; extra columns are ignored. A registry alias
+(`models:/<name>@<alias>`, set by `python -m ml_project.promote`) scores with the ONNX file
+of the version the alias points to (`releases/<name>/model_v<N>.onnx`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,34 @@ def load_model(path: Path):
     return session, json.loads(meta[SIGNATURE_KEY])
 
 
+def resolve_model(spec: str) -> Path:
+    """`--model`: a path, or `models:/<name>@<alias>` resolved through the MLflow registry."""
+    if not spec.startswith("models:/"):
+        return Path(spec)
+    name, _, alias = spec.removeprefix("models:/").partition("@")
+    if not name or not alias:
+        raise UserError(f"--model: {spec}: expected models:/<name>@<alias>")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ml_project.promote import RELEASES, tracking_uri
+
+    try:
+        version = MlflowClient(tracking_uri()).get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        raise UserError(
+            f"--model: {spec}: no registered model '{name}' with alias '{alias}' "
+            "(promote an experiment first: make promote EXP=<name>)"
+        ) from None
+    path = RELEASES / name / f"model_v{version}.onnx"
+    if not path.is_file():
+        raise UserError(
+            f"--model: {spec} is version {version}, but {path} is missing "
+            "(it is written by python -m ml_project.promote in this checkout)"
+        )
+    return path
+
+
 def read_table(path: Path) -> pd.DataFrame:
     path = Path(path)
     if path.suffix.lower() not in FILE_SUFFIXES:
@@ -76,7 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m ml_project.predict", description=__doc__.split("\n")[0]
     )
     parser.add_argument("input", type=Path, help="CSV or Parquet file with the feature columns")
-    parser.add_argument("--model", type=Path, default=EXPORT_DIR / MODEL_SUBDIR / "model.onnx")
+    parser.add_argument(
+        "--model",
+        default=str(EXPORT_DIR / MODEL_SUBDIR / "model.onnx"),
+        help="an ONNX file, or a registry alias: models:/<name>@<alias>",
+    )
     parser.add_argument("--output", type=Path, help="CSV to write (default: standard output)")
     return parser.parse_args(argv)
 
@@ -84,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    session, sig = load_model(args.model)
+    session, sig = load_model(resolve_model(args.model))
     result = predict_frame(session, sig, read_table(args.input))
     if args.output:
         with atomic_file(args.output) as tmp:
