@@ -46,6 +46,7 @@ NOT_RUN = {
     'git commit -m "DVC remote': "commits the remote configured on the line before",
     "git push": "needs a git remote",
     "make show": "its recipe, `python -m ml_project.show`, runs instead (make would install)",
+    "make promote": "needs an experiment t5; tests/test_promote.py promotes real experiments",
 }
 INSTEAD = {"make show": "python -m ml_project.show"}
 
