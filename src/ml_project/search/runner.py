@@ -164,6 +164,9 @@ class Search:
     def _ask(self):
         """A new trial while the study holds fewer than the budget (all machines), else None."""
         with St.budget_lock(self.storage, self.url, self.study.study_name):
+            stale = St.fail_stale(self.study, self.storage, self.url)
+            if stale:
+                self.say(f"failed {len(stale)} stale trial(s) no machine runs any more: {stale}")
             if len(self.study.get_trials(deepcopy=False)) >= self.budget:
                 return None
             return self.study.ask()
