@@ -6,20 +6,25 @@ Per repeat, in this order:
 - bare: `dvc exp run -S x=N` of a 4-stage pipeline whose stages are `python -c` one-liners,
   the floor of DVC itself;
 - default: the project's default experiment (hgb on breast_cancer, dvclive, MLflow and W&B
-  on), `dvc exp run -S models.hgb.learning_rate=X`, what a user gets;
+  on), `dvc exp run -S models.hgb.learning_rate=X`, what a user gets: its stages handed to
+  the fork server (`ml_project/forkserver.py`) that the set-up's first stage started;
+- default without the fork server (`ML_PROJECT_FORKSERVER=0`): each stage imports everything;
 - in-process: train + evaluate + export called as functions in one warm process (imports
   paid once, trackers off): the work itself;
 - sweep -j 1 and sweep -j 2: 4 default experiments through the sweep command.
 
 Every repeat uses new param values, so nothing is restored from DVC's run-cache. Reported:
 the median seconds per experiment, its ratio to the bare floor, the -j 2 speed-up over -j 1,
-and the peak memory of the process tree (sum of RSS, sampled every 0.2 s).
+and the peak memory of the process tree (sum of RSS, sampled every 0.2 s; the fork server and
+its children are counted with it, although the server's pages are shared with its children).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -34,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ml_project import forkserver  # noqa: E402
 from tests.helpers.project import make_project, project_environ, set_params, sh  # noqa: E402
 
 SWEEP_SIZE = 4
@@ -52,7 +58,13 @@ class PeakMemory:
         me = psutil.Process()
         while not self._stop.wait(0.2):
             total = me.memory_info().rss if self.own else 0
-            for proc in me.children(recursive=True):
+            procs = me.children(recursive=True)
+            server = forkserver.server_pid()
+            if server is not None:
+                with suppress(psutil.Error):
+                    served = psutil.Process(server)
+                    procs += [served, *served.children(recursive=True)]
+            for proc in procs:
                 with suppress(psutil.Error):
                     total += proc.memory_info().rss
             self.peak = max(self.peak, total)
@@ -118,6 +130,15 @@ def in_process_work(repo: Path):
     return work
 
 
+def wait_for_server(seconds: float = 120) -> None:
+    """The set-up's first stage started the fork server; wait until it has preloaded."""
+    deadline = time.monotonic() + seconds
+    while forkserver.server_pid() is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the fork server did not start: see its log beside the socket")
+        time.sleep(0.5)
+
+
 def sweep(repo: Path, rates: list[float], jobs: int) -> None:
     values = ",".join(f"{r:g}" for r in rates)
     cmd = [sys.executable, "-m", "ml_project.sweeps", "run", "-S"]
@@ -138,6 +159,9 @@ def main() -> None:
         times.setdefault(name, []).append(seconds / per_exp.get(name, 1))
         peaks[name] = max(peaks.get(name, 0), peak)
 
+    # A fork server of its own, started by the set-up's first stage and stopped at the end.
+    runtime = Path(tempfile.mkdtemp(prefix="bench-fs-", dir="/tmp"))
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     with tempfile.TemporaryDirectory() as tmp, project_environ():
         tmp = Path(tmp)
         bare = bare_project(tmp / "bare")
@@ -148,6 +172,7 @@ def main() -> None:
         set_params(work_copy, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
         sh("dvc repro", work_copy)
         work = in_process_work(work_copy)
+        wait_for_server()
 
         rate = 0.1
         for k in range(args.repeats):
@@ -155,10 +180,18 @@ def main() -> None:
             rate += 0.001
             exp = f"dvc exp run -S models.hgb.learning_rate={rate:g}"
             record("default experiment, trackers on", timed(lambda e=exp: sh(e, project)))
+            rate += 0.001
+            cold = f"ML_PROJECT_FORKSERVER=0 dvc exp run -S models.hgb.learning_rate={rate:g}"
+            record("default experiment, no fork server", timed(lambda e=cold: sh(e, project)))
             record("in-process work (floor of the work)", timed(work, own=True))
             for jobs in (1, 2):
                 rates = [rate + 0.0001 * (i + 1) + 0.00001 * jobs for i in range(SWEEP_SIZE)]
                 record(f"sweep -j {jobs}", timed(lambda r=rates, j=jobs: sweep(project, r, j)))
+
+        server = forkserver.server_pid()
+        if server is not None:
+            os.kill(server, signal.SIGTERM)
+    shutil.rmtree(runtime, ignore_errors=True)
 
     floor = statistics.median(times["bare DVC experiment"])
     cores = len(os.sched_getaffinity(0))

@@ -17,10 +17,12 @@ How a stage uses it (`stages/_bootstrap.py` calls `delegate()` first):
    Signals the stage gets (Ctrl-C, `dvc queue kill`) are forwarded to the child; if the stage
    process dies (SIGKILL), the session kills the child, so nothing outlives what DVC started.
 
-The socket's name is a hash of the interpreter, this file and the installed packages (the
-site-packages directory's modification time), so a `pip install` or an edit here starts a
-fresh server instead of reusing stale libraries. It lives in a directory only this user can
-open. The server exits after `ML_PROJECT_FORKSERVER_IDLE` seconds without a stage (600).
+The socket's name is a hash of the interpreter, this file, the installed packages (the
+site-packages directory's modification time) and the variables libraries may read at import
+(`KEY_VARS`: the home and cache directories), so a `pip install`, an edit here or another home
+directory starts a fresh server instead of reusing stale state. It lives in a directory only
+this user can open. The server exits after `ML_PROJECT_FORKSERVER_IDLE` seconds without a
+stage (600).
 
 `ML_PROJECT_FORKSERVER=0` turns it off; it is also off under torchrun (each rank must be the
 process torchrun started), on platforms without fork and Unix sockets, and inside its own
@@ -48,7 +50,9 @@ PRELOAD_ENV = "ML_PROJECT_FORKSERVER_PRELOAD"  # comma-separated modules instead
 CHILD_ENV = "ML_PROJECT_FORKSERVER_CHILD"  # set in the children: never delegate twice
 CLIENT_PID_ENV = "ML_PROJECT_STAGE_PID"  # the pid DVC started, for `threads.worker_index`
 DEFAULT_IDLE_SECONDS = 600
-# Third-party modules the stages import; what is missing in a project is skipped.
+# Third-party modules the stages import; what is missing in a project is skipped. Not
+# onnxruntime: importing it writes a device id under ~/.cache, which only the export stage may
+# do (and it is cheap to import: 0.3 s).
 PRELOAD = (
     "numpy",
     "pandas",
@@ -69,7 +73,6 @@ PRELOAD = (
     "sklearn.svm",
     "skops.io",
     "onnx",
-    "onnxruntime",
     "skl2onnx",
     "torch",
     "dvclive",
@@ -84,6 +87,15 @@ PRELOAD = (
 # Caches filled once in the server, so each child has them: MLflow's map of installed
 # distributions, which `log_model` builds by reading every package's file list (1.4 s).
 WARM_UP = ("mlflow.utils.requirements_utils._init_packages_to_modules_map",)
+KEY_VARS = (
+    "HOME",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "TMPDIR",
+    "OMP_WAIT_POLICY",
+    PRELOAD_ENV,
+)
 _HEADER = struct.Struct("!I")
 
 
@@ -120,6 +132,10 @@ def _key() -> str:
     digest.update(os.path.realpath(sys.executable).encode())
     digest.update(sys.version.encode())
     digest.update(Path(__file__).read_bytes())
+    # What libraries may read once, at import: a server started under another home directory
+    # (a test's) or another OpenMP wait policy would hand its children the wrong one.
+    for var in KEY_VARS:
+        digest.update(f"{var}={os.environ.get(var)}\0".encode())
     site = sysconfig.get_paths()["purelib"]
     with contextlib.suppress(OSError):
         digest.update(str(os.stat(site).st_mtime_ns).encode())
@@ -392,6 +408,9 @@ def serve(path: Path) -> None:
         return  # another server is starting
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when OpenMP loads
     os.environ.setdefault("WANDB_SILENT", "true")
+    # Importing MLflow writes an installation id to ~/.config unless telemetry is off, as the
+    # MLflow tracker turns it off (tracking/mlflow_tracker.py).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     start = time.perf_counter()
     loaded = _preload()
     if threading.active_count() > 1:  # forking a threaded process is unsafe: do not serve
