@@ -69,7 +69,7 @@ def open_storage(url: str, heartbeat: bool = True):
         kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
         if heartbeat and is_server(url):
             kwargs.update(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-        return optuna.storages.RDBStorage(url, **kwargs)
+        return _rdb(url, kwargs)
     except Exception as exc:  # the driver's error: refused, unknown host, bad password
         from ml_project.tracking import describe
 
@@ -77,6 +77,26 @@ def open_storage(url: str, heartbeat: bool = True):
         raise UserError(
             f"--storage {shown(url)}: cannot open the study storage: {reason}"
         ) from None
+
+
+def _rdb(url: str, kwargs: dict[str, Any], attempts: int = 3):
+    """Optuna's RDB storage. Machines started together on an empty database all create its
+    tables: one wins and the others fail on a duplicate table, then find it made."""
+    import time
+
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - retried, then raised as it is
+            message = str(exc).lower()
+            if attempt + 1 == attempts or not (
+                "already exists" in message or "duplicate" in message
+            ):
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def open_study(storage, name: str, direction: str, metric: str, sampler, pruner):
