@@ -28,9 +28,15 @@ TASK_PARAMS = {
     "classification": {"data.source": "breast_cancer"},
     "regression": {"data.source": "diabetes", "data.task": "regression", "train.metric": "rmse"},
 }
-TEMPLATE_ONLY_BLOCK = re.compile(
-    r"\n<!-- template-only -->\n.*?<!-- /template-only -->\n(?=\n|\Z)", re.S
-)
+
+
+def template_hooks():
+    """pre_prompt.py, from the template's copy: the one list of what is template-only."""
+    path = Path(ANSWERS["_repo_dir"], "hooks", "pre_prompt.py")
+    spec = importlib.util.spec_from_file_location("template_pre_prompt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def project_files(project: Path):
@@ -167,7 +173,7 @@ def describe(project: Path, answers: dict) -> None:
     description = answers["description"].strip()
     edit(pyproject, old.group(0), f"description = {json.dumps(description)}")
     readme = project / "README.md"
-    text = TEMPLATE_ONLY_BLOCK.sub("", readme.read_text(encoding="utf-8"))
+    text = template_hooks().TEMPLATE_ONLY_BLOCK.sub("", readme.read_text(encoding="utf-8"))
     _title, rest = text.split("\n", 1)
     readme.write_text(f"# {answers['project_name'].strip()}\n" + rest, encoding="utf-8")
     edit(readme, f"\n{old.group(1)}\n", f"\n{description}\n")

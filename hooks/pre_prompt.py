@@ -11,15 +11,21 @@ own, and post_gen_project.py applies the answers.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 # The one template directory; cookiecutter renders its name into the project's directory.
 TEMPLATE_DIR = "{{cookiecutter.__project_slug|new_project_dir}}"
-# Files that belong to the template, not to a created project.
+# What belongs to the template, not to a created project: the one list, also read by
+# post_gen_project.py (the README blocks) and tests/template/generation.py.
 TEMPLATE_ONLY_FILES = {"cookiecutter.json", "benchmarks/template.py"}
 TEMPLATE_ONLY_DIRS = ("hooks/", "tests/template/")
+# Markdown blocks only the template's own README shows, removed from a created project's.
+TEMPLATE_ONLY_BLOCK = re.compile(
+    r"\n<!-- template-only -->\n.*?<!-- /template-only -->\n(?=\n|\Z)", re.S
+)
 
 
 def is_template_only(path: str) -> bool:

@@ -1,24 +1,21 @@
 """Run the real cookiecutter CLI on a clean git copy of this repository, and what to expect.
 
-Template-only paths (never in a created project): cookiecutter.json, hooks/, tests/template/,
-benchmarks/template.py, and `<!-- template-only -->` blocks of Markdown files.
+What is template-only (never in a created project) is listed once, in hooks/pre_prompt.py.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
-from conftest import BIN, project_env
+from conftest import BIN, ROOT, project_env
+
+sys.path.append(str(ROOT))  # the hooks, as cookiecutter runs them from the template's root
+from hooks.pre_prompt import TEMPLATE_ONLY_BLOCK, is_template_only  # noqa: E402, F401
 
 TEMPLATE_PACKAGE = "ml_project"
-TEMPLATE_ONLY = re.compile(
-    r"^(cookiecutter\.json|hooks/.*|tests/template/.*|benchmarks/template\.py)$"
-)
-TEMPLATE_ONLY_BLOCK = re.compile(
-    r"\n<!-- template-only -->\n.*?<!-- /template-only -->\n(?=\n|\Z)", re.S
-)
 
 
 def cookiecutter(template: str | Path, out: Path, home: Path, *answers: str):
@@ -59,7 +56,7 @@ def expected_files(
     params drop dvc.lock, which describes the template's own code and params."""
     expected = set()
     for path in git_files(template):
-        if TEMPLATE_ONLY.match(path) or (not ci and path.startswith(".github/")):
+        if is_template_only(path) or (not ci and path.startswith(".github/")):
             continue
         if (not license and path == "LICENSE") or (not lock and path == "dvc.lock"):
             continue
