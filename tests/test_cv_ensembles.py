@@ -15,7 +15,6 @@ from ml_project.data import load_split, run_etl
 from ml_project.errors import ParamsError
 from ml_project.metrics import METRICS
 from ml_project.models import get_spec, parse_models
-from ml_project.models.preprocessing import build_pipeline, preprocessor
 from ml_project.params import DataParams, ExportParams, TrainParams, parse_section
 from ml_project.persistence import load_native, save_native
 
@@ -51,10 +50,7 @@ def test_cv_metrics_agree_with_sklearn_cross_val_score(etl, tmp_path):
 
     X, y = train_val(manifest, data_dir)
     spec = get_spec("linear")
-    pipe = build_pipeline(
-        preprocessor(manifest, spec.scale),
-        spec.build("classification", spec.hyperparams(), 42, METRICS["f1"]),
-    )
+    pipe = spec.pipeline(manifest, "classification", spec.hyperparams(), 42, METRICS["f1"])
     for name in ("f1", "accuracy", "roc_auc"):
         scores = cross_val_score(
             pipe, X, y, cv=splitter("classification", 5, 42), scoring=METRICS[name].sklearn_scoring

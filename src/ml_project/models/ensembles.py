@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 from sklearn.base import BaseEstimator
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import column_or_1d
 
 from ml_project.errors import ParamsError
 from ml_project.models.base import (
@@ -234,8 +235,16 @@ class FoldEnsemble(BaseEstimator):
             raise ValueError("FoldEnsemble needs at least one pipeline (pipelines=[...])")
         if self.task not in ("classification", "regression"):
             raise ValueError(f"task: '{self.task}' (valid: classification, regression)")
+        y = column_or_1d(y, warn=True)
         self._set_fitted([clone(p).fit(X, y) for p in self.pipelines])
         return self
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy for classification, R^2 for regression (scikit-learn's mixins' scores)."""
+        from sklearn.metrics import accuracy_score, r2_score
+
+        score = accuracy_score if self.task == "classification" else r2_score
+        return float(score(y, self.predict(X), sample_weight=sample_weight))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

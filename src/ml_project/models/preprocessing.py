@@ -6,8 +6,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ml_project.data import MISSING_CATEGORY, Manifest
 
@@ -19,16 +20,22 @@ class CastFloat32(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     ONNX runs the graph in float32. Doing the same in scikit-learn means tree thresholds see
     identical inputs on both sides, which is what makes the export parity check tight.
+    Missing values pass through (the imputer after it fills them); infinities do not.
     """
 
     def fit(self, X, y=None):
-        self.n_features_in_ = np.asarray(X).shape[1]
-        if hasattr(X, "columns"):
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        validate_data(self, X, dtype=np.float32, ensure_all_finite="allow-nan")
         return self
 
     def transform(self, X):
-        return np.asarray(X, dtype=np.float32)
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=np.float32, ensure_all_finite="allow-nan")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
 
 
 def preprocessor(manifest: Manifest, scale: bool) -> ColumnTransformer:
@@ -70,10 +77,6 @@ def encoded_categories(manifest: Manifest) -> list[np.ndarray] | str:
         np.array([filled.get(v, v) for v in chosen[name]], dtype=object)
         for name in manifest.categorical
     ]
-
-
-def build_pipeline(preprocess: ColumnTransformer, estimator) -> Pipeline:
-    return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
 
 def register_onnx_converters() -> None:

@@ -308,7 +308,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         check_classification_targets(y)
         self.classes_, encoded = np.unique(np.asarray(y), return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"need at least 2 classes in y, got {len(self.classes_)}")
+            n = len(self.classes_)
+            raise ValueError(f"need at least 2 classes in y, got {n} class{'es' * (n != 1)}")
         return encoded.astype(np.int64), len(self.classes_)
 
     def _n_outputs(self) -> int:
