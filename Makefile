@@ -37,9 +37,10 @@ test: install ## Lint and run the whole test suite (real DVC pipelines, sweeps, 
 test-fast: install ## The edit loop: unit and contract tests, no real pipelines (-m "not slow")
 	python -m pytest -m "not slow" -q
 
-lint: install ## ruff lint + format check
+lint: install ## ruff lint + format check, mypy over src/
 	ruff check .
 	ruff format --check .
+	mypy
 
 format: install ## Format and fix imports
 	ruff check --fix .
