@@ -38,7 +38,7 @@ def _alive(pid: int) -> bool:
 def sweep_stale(target: Path) -> list[Path]:
     """Remove the staging left beside `target` by processes that died; return what went."""
     target = Path(target)
-    removed = []
+    removed: list[Path] = []
     if not target.parent.is_dir():
         return removed
     prefix = _prefix(target)

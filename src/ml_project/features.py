@@ -232,6 +232,7 @@ def parse_steps(raw: list[str | dict[str, Any]]) -> list[ConfiguredStep]:
     valid = ", ".join(STEPS)
     for index, entry in enumerate(raw):
         where = f"params.yaml: etl.steps.{index}"
+        body: dict[str, Any]
         if isinstance(entry, str):
             name, body = entry, {}
         elif isinstance(entry, dict) and len(entry) == 1:

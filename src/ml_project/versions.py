@@ -236,7 +236,7 @@ def ensure_label(
         blob = _create(root, label, manifest.data_version, record)
         if blob is None:
             continue  # another process took the number (or labelled this hash): look again
-        if not online:
+        if not online or remote is None:  # online means a remote
             return label
         refs = [f"{LABELS}{label}", f"{HASHES}{manifest.data_version}"]
         outcome = _push(root, remote, refs)
