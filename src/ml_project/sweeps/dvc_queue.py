@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,23 +140,36 @@ class Queue:
         with contextlib.suppress(Exception):
             self._queue.proc.kill(rev)
 
-    def discard(self, revs: Iterable[str]) -> None:
-        """Drop entries from the queue once nothing runs them, with their temporary workspaces.
+    def discard(self, revs: Iterable[str], timeout: float = 60.0) -> list[str]:
+        """Drop entries from the queue once nothing runs them, with their temporary workspaces;
+        the entries still there after `timeout` seconds.
 
         An entry whose worker died is still "active" to celery: it is marked failed first, or
-        `remove` would refuse it. Its workspace under .dvc/tmp/exps is left behind too.
+        `remove` would not find it. Right after that, or while a worker is still writing the
+        entry's result, `remove` can miss it, so what is left is tried again until it is gone.
+        Its workspace under .dvc/tmp/exps is left behind by the dead worker too.
         """
-        queue = self._queue
-        active = {e.stash_rev: e for e in queue.iter_active()}
-        for rev in revs:
-            if rev in active:
+        revs = list(revs)
+        left = set(revs)
+        deadline = time.monotonic() + timeout
+        while left:
+            queue = self._queue
+            active = {e.stash_rev: e for e in queue.iter_active()}
+            for rev in left:
+                if rev in active:
+                    with contextlib.suppress(Exception):
+                        queue._mark_inactive_tasks_failure({active[rev]: rev})
                 with contextlib.suppress(Exception):
-                    queue._mark_inactive_tasks_failure({active[rev]: rev})
-            with contextlib.suppress(Exception):
-                queue.remove([rev])
-            workspace = Path(_read_json(queue.get_infofile_path(rev)).get("root_dir", "/"))
+                    queue.remove([rev])
+            left &= set(self.status())
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        for rev in revs:
+            workspace = Path(_read_json(self._queue.get_infofile_path(rev)).get("root_dir", "/"))
             if workspace.parent == self.root / TEMP_WORKSPACES:
                 shutil.rmtree(workspace, ignore_errors=True)
+        return sorted(left)
 
 
 @contextlib.contextmanager

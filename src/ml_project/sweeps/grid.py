@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -20,8 +19,9 @@ from ml_project.errors import UserError
 PRESETS_FILE = "sweeps.yaml"
 PARAMS_FILE = "params.yaml"
 
-Grid = dict[str, list[Any]]
-Point = dict[str, Any]
+# Values are whatever params.yaml holds (YAML scalars, lists, mappings).
+Grid = dict[str, list[object]]
+Point = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def parse_set_flags(flags: Iterable[str]) -> Grid:
 
 def grids_for(
     preset: str | None,
-    params: Mapping[str, Sequence[Any]] | None,
+    params: Mapping[str, Sequence[object]] | None,
     presets: Mapping[str, Preset],
 ) -> tuple[list[Grid], str]:
     """The grids to sweep and where they came from (for error messages).
@@ -127,7 +127,7 @@ def grids_for(
     return grids, where
 
 
-def check_keys(grid: Mapping[str, Any], params: Mapping[str, Any], where: str) -> None:
+def check_keys(grid: Mapping[str, object], params: Mapping[str, object], where: str) -> None:
     """Every grid key must name one value in params.yaml; the error lists its siblings."""
     from ml_project.params import flatten
 
@@ -148,7 +148,7 @@ def check_keys(grid: Mapping[str, Any], params: Mapping[str, Any], where: str) -
         )
 
 
-def _effective(point: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+def _effective(point: Mapping[str, object], params: Mapping[str, object]) -> str:
     """What the pipeline really trains: `models.<m>.*` only matters when `model` is `m`."""
     model = point.get("model", params.get("model"))
     kept = {
@@ -158,7 +158,7 @@ def _effective(point: Mapping[str, Any], params: Mapping[str, Any]) -> str:
 
 
 def expand(
-    grids: Sequence[Mapping[str, list[Any]]], params: Mapping[str, Any], where: str
+    grids: Sequence[Mapping[str, list[object]]], params: Mapping[str, object], where: str
 ) -> tuple[list[Point], int]:
     """The grid points, in order, and how many were dropped as duplicates of an earlier one.
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 SHOW_COLUMNS = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
 
 
-def results(root: Path, tasks: Sequence[Task], base: Mapping[str, Any]) -> pd.DataFrame:
+def results(root: Path, tasks: Sequence[Task], base: Mapping[str, object]) -> pd.DataFrame:
     """One row per task; metrics from `dvc exp show` for the experiments that succeeded.
 
     Args:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def run_sweep(
     preset: str | None = None,
-    params: Mapping[str, Sequence[Any]] | None = None,
+    params: Mapping[str, Sequence[object]] | None = None,
     *,
     jobs: int = 2,
     name: str | None = None,
@@ -74,7 +74,7 @@ def run_sweep(
     with contextlib.chdir(root), thread_budget(jobs):
         sweep.start()
         _wait(sweep, say, progress, poll_seconds, on_poll)
-        sweep.forget_abandoned()
+        sweep.forget_abandoned(say)
         return results(root, sweep.tasks, base)
 
 

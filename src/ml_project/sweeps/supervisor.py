@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ml_project.sweeps import dvc_queue
 from ml_project.sweeps.grid import override
@@ -33,7 +32,7 @@ Say = Callable[[str], None]
 @dataclass
 class Task:
     name: str
-    point: dict[str, Any]
+    point: dict[str, object]
     rev: str = ""  # the queue entry (stash commit); a retry gets a new one
     status: str = "Queued"  # Queued, Running, Success, Failed
     attempts: int = 1
@@ -139,7 +138,7 @@ class Sweep:
         task.status, task.error = "Failed", reason
         say(f"{task.name}: failed: {reason} (full log: dvc queue logs {task.name})")
 
-    def forget_abandoned(self) -> None:
+    def forget_abandoned(self, say: Say) -> None:
         """Drop the retried attempts from the queue, once nothing runs.
 
         Otherwise `dvc exp show` lists a second, failed (or forever running) row under the
@@ -147,4 +146,6 @@ class Sweep:
         """
         if self.abandoned:
             with dvc_queue.open_queue(self.root) as queue:
-                queue.discard(self.abandoned)
+                left = queue.discard(self.abandoned)
+            if left:
+                say(f"could not remove {len(left)} retried attempt(s) from the queue: {left}")
