@@ -66,7 +66,8 @@ def fit(
     Usable from a notebook: `fit(load_train_config(), read_manifest())`.
     """
     trackers = trackers or Trackers([])
-    config = config.for_task(manifest.task)
+    if config.metric is None or config.task != manifest.task:  # not yet resolved (a notebook)
+        config = config.for_task(manifest.task)
     X_train, y_train = load_split("train", manifest, data_dir)
     X_val, y_val = load_split("val", manifest, data_dir)
     splits = (X_train, y_train, X_val, y_val)
