@@ -85,3 +85,22 @@ def test_stopfit_from_a_per_iteration_curve_ends_the_logging_loop(etl):
     # the final row describes the saved model (every iteration), same as an unpruned run
     whole = training.fit(config("hgb", max_iter=30), manifest, data_dir=data_dir)
     assert {k: v for k, v in final.items() if k != "train/stopped"} == whole.final
+
+
+def test_stopfit_while_cv_logs_its_merged_curve_still_logs_the_summary(etl):
+    manifest, data_dir = etl
+    raw_config = config("linear")
+    cfg = training.load_train_config(
+        {
+            **yaml.safe_load(open("params.yaml")),  # noqa: SIM115
+            "model": "linear",
+            "data": {**raw_config.data.model_dump(), "task": "classification"},
+            "train": {**raw_config.train.model_dump(), "cv_folds": 3},
+        }
+    )
+    pruner = Pruner(at=0)
+    result = _fit(cfg, manifest, data_dir, pruner)
+    assert result.stopped_by == "pruned at step 0"
+    steps = [step for step, _ in pruner.rows]
+    assert steps[0] == 0 and len(steps) == 2  # the first row, then the summary
+    assert pruner.rows[-1][1]["train/stopped"] == 1.0 and "cv/f1_mean" in pruner.rows[-1][1]

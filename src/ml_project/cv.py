@@ -19,6 +19,7 @@ fold models and averages them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import pandas as pd
 
 from ml_project.errors import ParamsError
 from ml_project.fitting import Splits, TrainConfig, fit_one
+from ml_project.models import StopFit
 
 if TYPE_CHECKING:
     from ml_project.data import Manifest
@@ -46,6 +48,7 @@ class CvOutcome:
     summary: dict[str, Any]  # folds.json
     fit_seconds: float = 0.0
     fold_pipelines: list[Any] = field(default_factory=list)
+    stopped_by: str | None = None  # a `StopFit` raised while the merged curve was logged
 
 
 def splitter(task: str, folds: int, seed: int):
@@ -119,10 +122,19 @@ def cross_validate(
         values = np.array([f[m] for f in finals], dtype=np.float64)
         stats[m] = {"mean": float(values.mean()), "std": float(values.std())}
         summary_row[f"cv/{m}_mean"], summary_row[f"cv/{m}_std"] = stats[m].values()
-    rows[max(rows, default=-1) + 1] = summary_row
+    last = max(rows, default=-1) + 1
+    rows[last] = summary_row
+    stopped_by = None
+    for step in sorted(rows)[:-1]:
+        try:
+            trackers.log_metrics(rows[step], step)
+        except StopFit as exc:  # e.g. a pruner: the curve ends, the summary is still logged
+            stopped_by = str(exc) or "StopFit"
+            summary_row["train/stopped"] = 1.0
+            break
+    with contextlib.suppress(StopFit):
+        trackers.log_metrics(summary_row, last)
     history = [rows[step] for step in sorted(rows)]
-    for step in sorted(rows):
-        trackers.log_metrics(rows[step], step)
 
     oof = pd.concat(oof_parts).sort_values("row").reset_index(drop=True)
     summary = {
@@ -132,6 +144,5 @@ def cross_validate(
         "folds": [{"fold": k, **f} for k, f in enumerate(finals, 1)],
         "summary": stats,
     }
-    return CvOutcome(
-        pipeline, history, oof, summary, time.perf_counter() - start, fold_pipelines=pipelines
-    )
+    seconds = time.perf_counter() - start
+    return CvOutcome(pipeline, history, oof, summary, seconds, pipelines, stopped_by)

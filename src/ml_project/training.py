@@ -76,7 +76,9 @@ def fit(
             cv = cross_validate(config, manifest, splits, trackers)
         except ValueError as exc:
             raise training_failed(config, exc) from None
-        return TrainResult(cv.pipeline, X_train.head(5), cv.history, cv.fit_seconds, cv)
+        return TrainResult(
+            cv.pipeline, X_train.head(5), cv.history, cv.fit_seconds, cv, cv.stopped_by
+        )
     return fit_one(config, manifest, splits, trackers.log_metrics, checkpoint)
 
 
