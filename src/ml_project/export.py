@@ -110,9 +110,7 @@ def signature(manifest: Manifest, classes) -> dict:
         "task": manifest.task,
         "target": manifest.target,
         "features": [{"name": f.name, "kind": f.kind} for f in manifest.features],
-        "classes": None
-        if classes is None
-        else [c.item() if hasattr(c, "item") else c for c in classes],
+        "classes": None if classes is None else np.asarray(classes).tolist(),  # plain Python
         "data_version": manifest.data_version,
     }
 
