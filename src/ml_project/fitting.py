@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel
 
 from ml_project import metrics as M
 from ml_project.errors import UserError
-from ml_project.models import ModelSpec, StopFit, get_spec
+from ml_project.models import Hyperparams, ModelSpec, StopFit, get_spec
 from ml_project.params import DataParams, TrackingParams, TrainParams, flatten, resolve_task
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ class TrainConfig:
 
     data: DataParams
     model: str
-    hyperparams: BaseModel
+    hyperparams: Hyperparams
     train: TrainParams
     tracking: TrackingParams
     spec: ModelSpec = None  # type: ignore[assignment]  # filled from `model`

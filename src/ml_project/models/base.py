@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel
 
 from ml_project.errors import ParamsError, UserError
 from ml_project.metrics import Metric
@@ -202,7 +201,7 @@ def owner_of(estimator: Any) -> ModelSpec | None:
     return next((spec for spec in MODELS.values() if kind in spec.trusted_types), None)
 
 
-def parse_models(raw: Mapping[str, Any] | None, active: str) -> dict[str, BaseModel]:
+def parse_models(raw: Mapping[str, Any] | None, active: str) -> dict[str, Hyperparams]:
     """Validate every `models.<name>` block, and that `active` names a registered model."""
     get_spec(active)
     raw = dict(raw or {})

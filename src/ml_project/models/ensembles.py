@@ -60,7 +60,8 @@ class EnsembleParams(Hyperparams):
     def member_params(self) -> dict[str, Hyperparams]:
         """Each member's validated hyperparameters, keyed by registry name."""
         parsed = {}
-        for member, block in self.members.items():
+        members = self.members if isinstance(self.members, dict) else dict.fromkeys(self.members)
+        for member, block in members.items():
             key = f"models.{self.name}.members.{member}"
             valid = ensemble_members()
             if member not in valid:
@@ -158,8 +159,9 @@ def _members_onnx_converters(model) -> None:
     """The converters the members' families (and the meta-learner's) need."""
     fitted = [(get_spec(n), final_step(m)) for n, m in model.named_estimators_.items()]
     final = getattr(model, "final_estimator_", None)
-    if final is not None and owner_of(final) is not None:
-        fitted.append((owner_of(final), final))
+    owner = None if final is None else owner_of(final)
+    if owner is not None:
+        fitted.append((owner, final))
     for spec, estimator in fitted:
         if spec.onnx_converters is not None:
             spec.onnx_converters(estimator)

@@ -230,7 +230,7 @@ class _TorchEstimator(BaseEstimator):
         torch.onnx.export(
             self.inference_module(),
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # torch accepts a file object; its stub says path
             dynamo=False,
             opset_version=opset,
             input_names=["features"],
@@ -290,6 +290,9 @@ class _Softmax(nn.Module):
 
 class _Affine(nn.Module):
     """Undo the target standardisation: `x * scale + shift`."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, scale: float, shift: float):
         super().__init__()

@@ -138,7 +138,8 @@ def train_epoch(task: Task, model, Xt, yt, optimizer, shuffle, batch_size: int, 
     model.train()
     n = len(Xt)
     order = torch.randperm(n, generator=shuffle).to(Xt.device)
-    losses, rows = [], []
+    losses: list[torch.Tensor] = []
+    rows: list[float] = []
     for lo, hi in batches(n, batch_size):
         idx = order[lo:hi]
         if dist.world == 1:
@@ -205,7 +206,7 @@ def run(
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
         history = [dict(row) for row in state["history"]]
         start = int(state["epoch"]) + 1
-        if dist.is_main:
+        if checkpoint is not None and dist.is_main:
             print(
                 f"resuming from {checkpoint.path}: epoch {start} of {settings.max_epochs}",
                 file=sys.stderr,
