@@ -170,10 +170,10 @@ def sk_sweep(built, tmp_path_factory, request):
     killed (`dvc queue kill`), then, once t3 runs, every queue worker is SIGKILLed, which
     leaves t3 reported as running with nobody to finish it. t2 has an invalid alpha.
 
-    The faults are not raced: t1 and t3 wait at the start of their train stage (a gate,
-    tests/helpers/gate.py) until the fault has been injected, and only then go on. So t1 is
-    certainly running when it is killed, and t3's own process finishes only after its worker
-    is dead, whatever the machine's load.
+    The faults are not raced: one attempt each of t1 and t3 waits at the start of its train
+    stage (a gate, tests/helpers/gate.py). t1's is killed there, so it is certainly running
+    when killed; t3's goes on only once t1's retry is queued and every worker is dead, so
+    t3's process finishes with nobody to collect it, whatever the machine's load.
 
     The team's DVC remote is configured (and committed) first, as `dvc exp push` uses the
     remote of the experiment's own commit.
@@ -207,12 +207,11 @@ def sk_sweep(built, tmp_path_factory, request):
     def inject_faults(tasks):
         task = {t.name: t for t in tasks}
         if "kill t1" not in faults and task["t1"].status == "Running" and held("t1"):
-            sh("dvc queue kill t1", repo)
+            sh("dvc queue kill t1", repo)  # its held attempt; the retry is not held
             faults.append("kill t1")
-        if "kill t1" in faults and task["t1"].attempts > 1:
-            release("t1")  # the retry runs through
-        ready = task["t3"].status == "Running" and held("t3") and task["t1"].attempts > 1
-        if "kill workers" not in faults and ready:
+        # Once t1's killed attempt has been seen failed and queued again, and t3 is held:
+        ready = task["t1"].attempts > 1 and task["t3"].status == "Running" and held("t3")
+        if faults == ["kill t1"] and ready:
             pids = dvc_queue.worker_pids(repo)
             assert pids, "no queue worker alive while t3 is held"
             for pid in pids:
