@@ -13,6 +13,7 @@ from ml_project.params import read_params
 from ml_project.sweeps import (
     check_keys,
     expand,
+    failure_reason,
     grids_for,
     load_presets,
     next_names,
@@ -141,3 +142,13 @@ def test_the_queue_adapter_accepts_only_the_dvc_it_was_written_for():
         assert "\n" not in message
         assert f"DVC {wanted}.x internals, but dvc {other} is installed" in message
     check_version()  # the installed one (requirements.lock pins it)
+
+
+def test_a_failure_is_retried_only_when_its_log_does_not_blame_the_input():
+    user = "Running stage 'train':\nerror: params.yaml: models.linear.alpha: must be > 0\n"
+    user += "ERROR: failed to reproduce 'train': exited with 2\n"
+    assert failure_reason(user) == ("error: params.yaml: models.linear.alpha: must be > 0", False)
+    killed = "Running stage 'train':\nERROR: failed to reproduce 'train': killed\nbye\n"
+    assert failure_reason(killed) == ("ERROR: failed to reproduce 'train': killed", True)
+    assert failure_reason("starting\nKeyboardInterrupt\n\n") == ("KeyboardInterrupt", True)
+    assert failure_reason("") == ("failed without a log (the task never started)", True)
