@@ -146,6 +146,9 @@ def test_exact_file_set_and_nothing_unrendered(template, out, home, answers_, ex
             ["git", "grep", "-n", "-i", "-E", "ml[-_]project"], cwd=project, capture_output=True
         )
         assert leftovers.stdout == b"", leftovers.stdout.decode()
+        # The rename's longer lines are re-wrapped, never silenced.
+        noqa = subprocess.run(["git", "grep", "-n", "noqa: E501"], cwd=project, capture_output=True)
+        assert noqa.stdout == b"", noqa.stdout.decode()
 
 
 def test_answers_reach_params_readme_pyproject_and_license(template, out, home):
