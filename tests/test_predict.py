@@ -71,3 +71,18 @@ def test_cli_exits_2_with_one_line_and_writes_nothing(tmp_path, model_file, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: input is missing 3 required column(s): income, city, member")
     assert len(err.splitlines()) == 1 and not (tmp_path / "out.csv").exists()
+
+
+def test_a_registry_alias_that_does_not_resolve_is_one_line(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from ml_project.predict import resolve_model
+
+    assert resolve_model("export/model/model.onnx") == Path("export/model/model.onnx")
+    with pytest.raises(UserError, match=r"expected models:/<name>@<alias>"):
+        resolve_model("models:/ml_project")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "params.yaml").write_text("tracking: {mlflow: {tracking_uri: null}}\n")
+    with pytest.raises(UserError, match=r"no registered model 'ml_project' with alias 'prod'"):
+        resolve_model("models:/ml_project@prod")
