@@ -456,3 +456,20 @@ def test_a_moved_project_s_mlflow_store_is_one_warning_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: MLflow experiment")
     assert str(old / "mlartifacts") in err and "moved or copied" in err
+
+
+def test_logged_requirements_follow_the_model_s_own_types():
+    """torch is listed for a torch model only, read from the types its file holds (a fork
+    server preloads torch into every stage, so `sys.modules` cannot tell)."""
+    from ml_project.tracking.mlflow_tracker import _pip_requirements, model_packages
+
+    torch_model = model_packages(["ml_project.models.torch_estimator.TorchClassifier"])
+    trees = model_packages(["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
+    assert any(r.startswith("torch==") for r in _pip_requirements(torch_model))
+    assert not any(r.startswith("torch==") for r in _pip_requirements(trees))
+    assert [r.split("==")[0] for r in _pip_requirements(trees)] == [
+        "scikit-learn",
+        "skops",
+        "numpy",
+        "pandas",
+    ]

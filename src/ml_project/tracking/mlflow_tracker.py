@@ -162,7 +162,7 @@ class MlflowTracker:
                 pyfunc_predict_fn=method,
                 skops_trusted_types=trusted_types(path),
                 code_paths=[str(Path(__file__).resolve().parents[1])],
-                pip_requirements=_pip_requirements(),
+                pip_requirements=_pip_requirements(model_packages(trusted_types(path))),
                 step=self.last_step,
             )
 
@@ -188,19 +188,38 @@ def serving_output(model, X) -> tuple[str, Any]:
     return "predict", model.predict(X)
 
 
-# Imported only by models that need them (a torch model's estimator imports torch to
-# predict); listed when the model, asked for its output above, has imported them.
+# Needed only by models whose own code uses them (a torch model's estimator imports torch).
 OPTIONAL_REQUIREMENTS = ("torch",)
 
 
-def _pip_requirements() -> list[str]:
-    """Pinned from the running environment; MLflow's own inference spawns a slow subprocess
-    that imports the model to see what it needs. Here the tracker's process has just run the
-    model (`serving_output`), so the same answer is in `sys.modules` already."""
+def model_packages(type_names: list[str]) -> set[str]:
+    """Top-level packages that the modules defining the model's types import: `torch` for
+    a torch estimator. Read from the types the model file holds (not from `sys.modules`,
+    where a fork server's preloaded libraries would show up for every model)."""
+    import importlib
+    from types import ModuleType
+
+    roots = set()
+    for name in type_names:
+        try:
+            module = importlib.import_module(name.rsplit(".", 1)[0])
+        except ImportError:
+            continue
+        for value in vars(module).values():
+            owner = value.__name__ if isinstance(value, ModuleType) else None
+            owner = owner or getattr(value, "__module__", None)
+            if isinstance(owner, str):
+                roots.add(owner.split(".")[0])
+    return roots
+
+
+def _pip_requirements(packages: set[str]) -> list[str]:
+    """Pinned from the running environment (MLflow's own inference spawns a slow subprocess
+    that imports the model to see what it needs); `packages` adds the optional ones."""
     from importlib.metadata import version
 
     names = ["scikit-learn", "skops", "numpy", "pandas"]
-    names += [name for name in OPTIONAL_REQUIREMENTS if name in sys.modules]
+    names += [name for name in OPTIONAL_REQUIREMENTS if name in packages]
     return [f"{name}=={version(name)}" for name in names]
 
 
