@@ -1,8 +1,9 @@
 """PyTorch models in the registry: one params block and one architecture each.
 
-Importing this module does not import torch: the architectures (`nets.py`), the estimators
-(`torch_estimator.py`) and their ONNX converters (`torch_onnx.py`) load only when a torch model
-is built, loaded or exported, so the scikit-learn models and the ETL stage never pay for torch.
+Importing this module does not import torch: the architectures (`nets.py`) and the estimators
+(`torch_estimator.py`) load only when a torch model is built or loaded, and the ONNX
+converters (`torch_onnx.py`) import torch and skl2onnx only when they register, so the
+scikit-learn models and the ETL stage never pay for torch.
 
 Adding an architecture is one `nn.Module` (see `nets.py`) plus one params block
 (`torch_params.py` and params.yaml) and one `register_torch` line here; the training loop,
@@ -14,18 +15,13 @@ from __future__ import annotations
 import importlib
 
 from ml_project.models.base import ModelSpec, register
+from ml_project.models.torch_onnx import register_converters
 from ml_project.models.torch_params import MlpParams, ResNetParams, TorchParams
 
 ESTIMATOR_TYPES = (
     "ml_project.models.torch_estimator.TorchClassifier",
     "ml_project.models.torch_estimator.TorchRegressor",
 )
-
-
-def _onnx_converters(estimator) -> None:
-    from ml_project.models.torch_onnx import register_converters
-
-    register_converters(estimator)
 
 
 def _torchscript(estimator):
@@ -57,7 +53,7 @@ def register_torch(
             params,
             build,
             per_epoch=True,
-            onnx_converters=_onnx_converters,
+            onnx_converters=register_converters,
             torchscript=_torchscript,
             description=description,
             # the estimator, and the architecture class it holds (skops stores the class)
