@@ -274,7 +274,7 @@ def validate(frame: pd.DataFrame, target: str, task: str, min_per_class: int = 3
     return features
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     """numpy scalars as Python ones, so messages say 7, not np.int64(7)."""
     return value.item() if isinstance(value, np.generic) else value
 
@@ -511,7 +511,7 @@ def load_split(
     return coerce_features(frame, manifest.features), frame[manifest.target].to_numpy()
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """`from ml_project.data import load_etl` (and `EtlData`, `versions`, `replay`): loaded
     on first use, so the stages that import this module do not load `versions.py`."""
     if name in ("load_etl", "EtlData"):

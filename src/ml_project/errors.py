@@ -45,7 +45,7 @@ def exits_on_user_error(func: F) -> F:
     """Turn a `UserError` raised by a stage's `main()` into one stderr line and exit code 2."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: object, **kwargs: object) -> object:
         _FINAL_CHECKS.clear()
         try:
             result = func(*args, **kwargs)

@@ -257,7 +257,9 @@ def check_unchanged(path: Path, text: str) -> None:
         )
 
 
-def check_upstream_params(stage: str, raw: Mapping[str, Any], lock: Path = Path("dvc.lock")):
+def check_upstream_params(
+    stage: str, raw: Mapping[str, Any], lock: Path = Path("dvc.lock")
+) -> None:
     """Under DVC: the params the earlier stages ran with (dvc.lock) must be today's.
 
     DVC runs the stages in dvc.yaml's order and locks each one as it finishes, so a stage

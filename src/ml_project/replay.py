@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def replay(
     return Replay(experiment, rev, recorded, replayed, differences, proc.stdout)
 
 
-def _flat_metrics(read) -> dict[str, float]:
+def _flat_metrics(read: Callable[[str], str]) -> dict[str, float]:
     from ml_project.params import flatten
 
     flat = {}

@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ml_project.errors import UserError, exits_on_user_error
 
@@ -70,7 +70,13 @@ def repo_root(start: Path | str = ".") -> Path:
     return Path(proc.stdout.strip())
 
 
-def git(root: Path, *args: str, input: str | None = None, check: bool = True, timeout=None):
+def git(
+    root: Path,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
     proc = subprocess.run(
@@ -604,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     class Parser(argparse.ArgumentParser):
-        def error(self, message: str):  # one `error:` line, like every other input error
+        def error(self, message: str) -> NoReturn:  # one `error:` line, as for any input error
             raise VersionError(f"{self.prog}: {message}")
 
     parser = Parser(prog="python -m ml_project.versions")
