@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -115,3 +116,20 @@ def test_readme_command(project, line):
         timeout=300,
     )
     assert proc.returncode == 0, f"{line}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+def test_show_is_the_real_dvc_exp_show_narrowed(project):
+    """`make show`: experiment, the selection metric and model first, no unused params."""
+    env = {**project_env(), "PYTHONPATH": str(project / "src"), "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ml_project.show", "--no-pager"],
+        cwd=project,
+        env=env,
+        text=True,
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("$ dvc exp show --drop '.*' --keep '^Experiment$|^val\\.f1$")
+    header = next(line for line in proc.stdout.splitlines() if "Experiment" in line)
+    assert header.split() == ["Experiment", "val.f1", "test.f1", "model"]
+    assert max(len(line.rstrip()) for line in proc.stdout.splitlines()) < 80
