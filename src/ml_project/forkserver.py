@@ -267,10 +267,10 @@ def delegate(script: str | None) -> None:
         sys.stderr.write("error: the stage's fork server died; run it again\n")
         os._exit(1)
     if os.WIFSIGNALED(status):  # die the same way, so DVC reports the same thing
-        signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
+        killed_by = os.WTERMSIG(status)
+        signal.signal(killed_by, signal.SIG_DFL)
         sys.stdout.flush()
-        os.kill(os.getpid(), signum)
+        os.kill(os.getpid(), killed_by)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
 
@@ -306,7 +306,7 @@ def _run_child(request: dict, fds: list[int]) -> None:
     # As the interpreter runs a script: a fresh `__main__`, argv exactly as DVC gave it.
     main = types.ModuleType("__main__")
     main.__file__ = script
-    main.__builtins__ = builtins
+    main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     try:
         with open(script, "rb") as source:
