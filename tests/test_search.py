@@ -180,6 +180,16 @@ def test_bad_input_is_one_line_exit_2_and_nothing_queued(
     assert not (project / St.DEFAULT_FILE).exists()
 
 
+def test_list_shows_searches_and_grid_presets(project, capsys, monkeypatch):
+    from ml_project.search.__main__ import main
+
+    monkeypatch.chdir(project)
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["ok", "2", "trial(s),", "tpe"]
+    assert any(line.split()[:2] == ["hgb-lr", "grid"] for line in lines)
+
+
 def test_a_study_made_for_the_other_direction_is_refused(project, capsys, monkeypatch):
     storage = project / "other.journal"
     optuna.create_study(

@@ -44,11 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.preset == "list":
-        from dvc.repo import Repo
-
         from ml_project.search.presets import list_searches
+        from ml_project.sweeps.dvc_queue import find_root
 
-        for name, budget, description in list_searches(Repo.find_root()):
+        for name, budget, description in list_searches(find_root()):
             print(f"{name:<16} {budget:<22} {description}")
         return 0
 
