@@ -2,8 +2,12 @@
 
 A label lives in git, as two refs created together in one atomic ref transaction:
 
-    refs/data-versions/labels/v3          -> a blob describing the version (JSON)
-    refs/data-versions/hashes/<hash>      -> the same blob
+    refs/data-versions/labels/v3          -> a commit whose message describes the version (JSON)
+    refs/data-versions/hashes/<hash>      -> the same commit
+
+A commit, not a bare blob: `dvc exp pull` (libgit2/dulwich) refuses to fetch into a repository
+that has a ref naming anything but a commit ("object is not a committish"). The commit has the
+empty tree and no parent, so it carries nothing but its message.
 
 `git update-ref --stdin` with `create` fails unless *both* refs are new, so two processes that
 race for `v3` cannot both get it, and a hash never gets two labels in one repository. With a
@@ -45,6 +49,14 @@ if TYPE_CHECKING:
 REFS = "refs/data-versions/"
 LABELS = REFS + "labels/"
 HASHES = REFS + "hashes/"
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
+# Label commits are made by the project, whatever git identity the user has (or lacks).
+LABEL_AUTHOR = {
+    "GIT_AUTHOR_NAME": "ml_project data versions",
+    "GIT_AUTHOR_EMAIL": "data-versions@localhost",
+    "GIT_COMMITTER_NAME": "ml_project data versions",
+    "GIT_COMMITTER_EMAIL": "data-versions@localhost",
+}
 LABEL = re.compile(r"v(\d+)")
 MIRROR = "refs/data-versions-remote/"  # the remote's labels as last fetched, per remote
 # Modules whose code (with etl.steps) makes a version: recorded with each label.
@@ -76,8 +88,9 @@ def git(
     input: str | None = None,
     check: bool = True,
     timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
     proc = subprocess.run(
         ["git", *args],
@@ -121,7 +134,7 @@ def fetch(root: Path, remote: str | None = None) -> bool:
     theirs = _refs(root, mirror + "labels/")
     ours = _refs(root, LABELS)
     new = [n for n, oid in theirs.items() if LABEL.fullmatch(n) and ours.get(n) != oid]
-    for name, record in zip(new, _blobs(root, [theirs[n] for n in new]), strict=True):
+    for name, record in zip(new, _records(root, [theirs[n] for n in new]), strict=True):
         commands = (
             f"create {LABELS}{name} {theirs[name]}\n"
             f"create {HASHES}{record['data_version']} {theirs[name]}\n"
@@ -135,7 +148,14 @@ def _refs(root: Path, prefix: str) -> dict[str, str]:
     return {ref[len(prefix) :]: oid for ref, oid in (line.split() for line in out.splitlines())}
 
 
-def _blobs(root: Path, oids: Sequence[str]) -> list[dict[str, Any]]:
+def _record(content: str) -> dict[str, Any]:
+    """The JSON record of a label object: a commit's message (or a blob, as first written)."""
+    if not content.lstrip().startswith("{"):
+        content = content.split("\n\n", 1)[1]
+    return json.loads(content)
+
+
+def _records(root: Path, oids: Sequence[str]) -> list[dict[str, Any]]:
     if not oids:
         return []
     out = git(root, "cat-file", "--batch", input="\n".join(oids) + "\n").stdout
@@ -144,7 +164,7 @@ def _blobs(root: Path, oids: Sequence[str]) -> list[dict[str, Any]]:
         header, _, rest = rest.partition("\n")
         size = int(header.split()[2])
         body, rest = rest[:size], rest[size + 1 :]
-        records.append(json.loads(body))
+        records.append(_record(body))
     return records
 
 
@@ -152,12 +172,12 @@ def labels(root: Path) -> dict[str, dict[str, Any]]:
     """`{label: record}` in label order."""
     refs = _refs(root, LABELS)
     names = sorted((n for n in refs if LABEL.fullmatch(n)), key=lambda n: int(n[1:]))
-    return dict(zip(names, _blobs(root, [refs[n] for n in names]), strict=True))
+    return dict(zip(names, _records(root, [refs[n] for n in names]), strict=True))
 
 
 def label_of(root: Path, data_version: str) -> str | None:
     proc = git(root, "cat-file", "-p", f"{HASHES}{data_version}", check=False)
-    return json.loads(proc.stdout)["label"] if proc.returncode == 0 else None
+    return _record(proc.stdout)["label"] if proc.returncode == 0 else None
 
 
 # --------------------------------------------------------------------------- labelling
@@ -191,12 +211,14 @@ def describe(manifest: Manifest, data: Mapping[str, Any] | None = None) -> dict[
 
 
 def _create(root: Path, label: str, data_version: str, record: dict[str, Any]) -> str | None:
-    """Both refs of `label` in one transaction; the blob id, or None if either exists."""
+    """Both refs of `label` in one transaction; the commit id, or None if either exists."""
     body = json.dumps({"label": label, **record}, indent=1, sort_keys=True, default=str)
-    blob = git(root, "hash-object", "-w", "--stdin", input=body).stdout.strip()
-    commands = f"create {LABELS}{label} {blob}\ncreate {HASHES}{data_version} {blob}\n"
+    commit = git(
+        root, "commit-tree", EMPTY_TREE, "-F", "-", input=body + "\n", env=LABEL_AUTHOR
+    ).stdout.strip()
+    commands = f"create {LABELS}{label} {commit}\ncreate {HASHES}{data_version} {commit}\n"
     ok = git(root, "update-ref", "--stdin", input=commands, check=False).returncode == 0
-    return blob if ok else None
+    return commit if ok else None
 
 
 def _push(root: Path, remote: str, refs: Sequence[str]) -> str:
@@ -239,8 +261,8 @@ def ensure_label(
             return existing
         numbers = [int(n[1:]) for n in _refs(root, LABELS) if LABEL.fullmatch(n)]
         label = f"v{max(numbers, default=0) + 1}"
-        blob = _create(root, label, manifest.data_version, record)
-        if blob is None:
+        commit = _create(root, label, manifest.data_version, record)
+        if commit is None:
             continue  # another process took the number (or labelled this hash): look again
         if not online or remote is None:  # online means a remote
             return label
@@ -251,7 +273,7 @@ def ensure_label(
         # Another clone published this number (or this hash) first: ours was never shown
         # outside this process, so drop it and take theirs or the next one.
         for ref in refs:
-            git(root, "update-ref", "-d", ref, blob, check=False)
+            git(root, "update-ref", "-d", ref, commit, check=False)
         fetch(root, remote)
     raise VersionError(f"{manifest.data_version}: could not take a label after 100 tries")
 
