@@ -177,17 +177,6 @@ def _clones(untracked_repo: Path, tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
-class ExpPullBroken(Exception):
-    """`dvc exp pull` failing in a clone that holds issue 12's data-version refs."""
-
-
-@pytest.mark.xfail(
-    raises=ExpPullBroken,
-    strict=True,
-    reason="dvc exp pull fails ('Git failed to fetch ref: object is not a committish', libgit2) "
-    "in a clone holding refs/data-versions/* that point to blobs (ml_project.versions); "
-    "everything before the pull is checked",
-)
 def test_two_clones_share_one_study_on_postgresql(untracked_repo, tmp_path, postgres):
     add_search(
         untracked_repo,
@@ -242,8 +231,6 @@ def test_two_clones_share_one_study_on_postgresql(untracked_repo, tmp_path, post
         assert 0 < len(theirs) < 4  # each clone ran some trials itself
         for exp in theirs:
             pulled = sh(f"dvc exp pull origin {exp}", clone, check=False)
-            if "object is not a committish" in pulled.stderr:
-                raise ExpPullBroken(pulled.stderr.strip().splitlines()[0])
             assert pulled.returncode == 0, pulled.stderr
         shown = exp_show(clone)
         for trial in study.trials:
@@ -258,12 +245,6 @@ def test_two_clones_share_one_study_on_postgresql(untracked_repo, tmp_path, post
 
 
 # --------------------------------------------------------------------------- pruning
-
-
-def _tracker_configurable() -> bool:
-    from ml_project.params import TrackingParams
-
-    return "optuna" in TrackingParams.model_fields
 
 
 def _total_epochs(repo: Path, study_name: str) -> tuple[int, int]:
@@ -282,12 +263,6 @@ def _total_epochs(repo: Path, study_name: str) -> tuple[int, int]:
     return epochs, pruned
 
 
-@pytest.mark.xfail(
-    not _tracker_configurable(),
-    reason="the optuna tracker needs a tracking.optuna section (TrackingParams, params.yaml) "
-    "for open_trackers to start it; see the issue-13 report",
-    strict=True,
-)
 def test_pruning_cuts_the_epochs_trained_against_the_same_search_without_it(untracked_repo):
     set_params(untracked_repo, {"tracking.optuna.enabled": True})
     body = {

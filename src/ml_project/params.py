@@ -197,6 +197,13 @@ class WandbParams(Section):
     entity: str | None = Field(None, description="default: $WANDB_ENTITY")
 
 
+class OptunaParams(Section):
+    """`tracking.optuna`: in a search trial, report the selection metric per epoch to the
+    trial and stop the trial its pruner gives up on; inert outside a trial."""
+
+    enabled: bool = True
+
+
 class TrackingParams(Section):
     """`tracking:` which trackers receive the run. dvclive is the versioned source of truth."""
 
@@ -205,6 +212,7 @@ class TrackingParams(Section):
     dvclive: DvcliveParams = DvcliveParams()
     mlflow: MlflowParams = MlflowParams()
     wandb: WandbParams = WandbParams()
+    optuna: OptunaParams = OptunaParams()
 
 
 def read_params(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
