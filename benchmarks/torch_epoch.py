@@ -90,7 +90,7 @@ def template_fit(X, y, Xv, yv, epochs: int, seed: int, workdir: Path) -> tuple[l
             stamps.append(time.perf_counter())
 
         est = TorchClassifier(
-            arch="mlp",
+            arch=MLP,
             arch_params=ARCH,
             lr=LR,
             weight_decay=WD,

@@ -178,14 +178,13 @@ def serving_output(model, X) -> tuple[str, Any]:
 
     Classifiers serve class probabilities (one column per class, in `classes_` order), which
     is what a scoring service thresholds or ranks; regressors serve predictions. The
-    signature is inferred from this same output, so the two always agree. The one place that
-    decides "probabilities or labels?" (later: the model spec's outputs).
+    signature is inferred from this same output, so the two always agree. Whether there are
+    probabilities is the model spec's decision (`ModelSpec.outputs`).
     """
-    from sklearn.base import is_classifier
+    from ml_project.models import spec_of
 
-    if is_classifier(model) and hasattr(model, "predict_proba"):  # not a hard-voting ensemble
-        return "predict_proba", model.predict_proba(X)
-    return "predict", model.predict(X)
+    pred, proba = spec_of(model).outputs(model, X)
+    return ("predict_proba", proba) if proba is not None else ("predict", pred)
 
 
 # Needed only by models whose own code uses them (a torch model's estimator imports torch).
