@@ -92,7 +92,9 @@ def test_a_family_registered_in_a_test_trains_evaluates_exports_and_serves(
     assert by_format["onnx"].skipped is None and by_format["onnx"].max_abs_diff <= 1e-4
     assert by_format["torchscript"].skipped
     report = json.loads((tmp_path / "export/parity.json").read_text())
-    assert set(report) == {"skops", "onnx", "torchscript"}
+    assert set(report) == {"skops", "onnx"}  # metrics only
+    skipped = json.loads((tmp_path / "export/model/skipped.json").read_text())
+    assert set(skipped) == {"torchscript"}
 
     # serve: predict scores raw rows with the ONNX file alone
     X_test, _ = load_split("test", manifest, data_dir)

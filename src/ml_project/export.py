@@ -5,7 +5,7 @@ EXPORTERS maps a format name (`export.formats` in params.yaml) to a writer. Each
 converts, reloads what it wrote, compares predictions with the native pipeline on the test
 split and fails above the tolerance. Models go to `export/model/`, the report to
 `export/parity.json`. A format that does not apply to the model (TorchScript for a
-scikit-learn model) is reported as skipped.
+scikit-learn model) is skipped, with the reason in `export/model/skipped.json`.
 """
 
 from __future__ import annotations
@@ -298,12 +298,16 @@ def run(
         results += [
             EXPORTERS[fmt](pipeline, sig, X_test, outputs, models, params) for fmt in params.formats
         ]
+        # parity.json is a DVC metrics file: numbers only, so `dvc exp show` gets no column
+        # of prose. Why a format was skipped goes beside the models instead.
         report = {
-            r.format: {"skipped": r.skipped}
-            if r.skipped
-            else {k: v for k, v in asdict(r).items() if k not in ("format", "skipped")}
+            r.format: {k: v for k, v in asdict(r).items() if k not in ("format", "skipped")}
             for r in results
+            if not r.skipped
         }
+        skipped = {r.format: r.skipped for r in results if r.skipped}
         (staging / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+        if skipped:
+            (models / "skipped.json").write_text(json.dumps(skipped, indent=2) + "\n")
         (models / "signature.json").write_text(json.dumps(sig, indent=2) + "\n")
     return results
