@@ -32,6 +32,7 @@ def test_default_pipeline_produces_finite_metrics(built):
     assert test["accuracy"] > 0.9
     curve = read_json(built / "dvclive/train/metrics.json")
     assert curve["step"] == 99 and curve["val"]["f1"] > 0.9
+    assert "loss" in curve["val"] and "log_loss" not in curve["val"]  # one name for one number
     steps = (built / "dvclive/train/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert len(steps) == 101  # header + one row per boosting iteration
     parity = read_json(built / "export/parity.json")

@@ -113,6 +113,10 @@ def step_metrics(config: TrainConfig, classes, train, val, final: bool) -> dict[
     }
     if final:
         scores = M.compute(task, y_val, pred_val, proba_val, classes)
+        # `val/loss` is the log loss already; a second name for it only doubles the columns
+        # of `dvc exp show` (it stays when it is the selection metric, which every step has).
+        if task == "classification" and metric.name != "log_loss" and proba_val is not None:
+            scores.pop("log_loss", None)
     else:
         scores = {metric.name: float(metric.fn(y_val, pred_val, proba_val, classes))}
     row.update({f"val/{k}": v for k, v in scores.items()})
