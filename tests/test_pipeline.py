@@ -196,6 +196,9 @@ def _stage_modules(repo: Path, stage: str, heavy: list[str]) -> set[str]:
     any child it forks with multiprocessing (the tracker processes), each dumping its own."""
     tracer = (
         "import atexit, json, os, runpy, sys\n"
+        # Traced in this process: the fork server would run the stage in a child of its own,
+        # with every heavy library preloaded (what it is for; not what a stage imports).
+        "os.environ['ML_PROJECT_FORKSERVER'] = '0'\n"
         "import multiprocessing.process as mpp\n"
         "sys.path.insert(0, 'stages')\n"
         "def dump():\n"
