@@ -31,6 +31,7 @@ def test_every_preset_expands_against_params_yaml():
     params = read_params(ROOT / "params.yaml")
     presets = load_presets(ROOT)
     assert {"smoke", "models", "hgb-lr", "torch"} <= set(presets)
+    assert "searches" not in presets  # the Optuna search spaces beside them are not grids
     sizes = {name: len(expand(p.grids, params, name)[0]) for name, p in presets.items()}
     assert sizes["smoke"] == 2 and sizes["hgb-lr"] == 6 and sizes["torch"] == 9
     assert sizes["models"] == len(params["models"])

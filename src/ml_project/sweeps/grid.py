@@ -42,6 +42,9 @@ def _as_grid(raw: object, where: str) -> Grid:
     return {str(k): list(v) if isinstance(v, list) else [v] for k, v in raw.items()}
 
 
+SEARCHES_KEY = "searches"
+
+
 def load_presets(root: Path | str = ".") -> dict[str, Preset]:
     """Read `sweeps.yaml`: `name: {description: ..., grid: {param: [values]} | [grids]}`."""
     path = Path(root) / PRESETS_FILE
@@ -55,6 +58,8 @@ def load_presets(root: Path | str = ".") -> dict[str, Preset]:
         raise UserError(f"{PRESETS_FILE}: expected a mapping of preset names")
     presets = {}
     for name, body in raw.items():
+        if name == SEARCHES_KEY:  # Optuna search spaces: read by ml_project.search
+            continue
         where = f"{PRESETS_FILE}: {name}"
         if not isinstance(body, Mapping) or "grid" not in body:
             raise UserError(f"{where}: needs a 'grid' (and optionally a 'description')")
