@@ -19,12 +19,12 @@ from ml_project.search import space as S
 from ml_project.search import study as St
 from ml_project.search.presets import load_search
 from ml_project.tracking.optuna_tracker import (
-    ENV_METRIC,
-    ENV_PRUNER,
+    ATTR_PRUNER,
+    ENV_SEARCH_STORAGE,
     ENV_STORAGE,
-    ENV_STUDY,
     OptunaTracker,
-    trial_number,
+    make_pruner,
+    trial_of,
 )
 from tests.helpers.project import ROOT, make_project
 
@@ -243,38 +243,60 @@ def test_racing_processes_make_exactly_the_budget(tmp_path):
 # --------------------------------------------------------------------------- the tracker
 
 
-def test_tracker_is_inert_outside_a_trial(monkeypatch):
+def test_tracker_is_inert_outside_a_trial(tmp_path, monkeypatch):
     from ml_project.tracking import RunInfo
 
-    for var in (ENV_STORAGE, ENV_STUDY, "DVC_EXP_NAME"):
+    for var in (ENV_STORAGE, ENV_SEARCH_STORAGE, "DVC_EXP_NAME", "DVC_ROOT"):
         monkeypatch.delenv(var, raising=False)
     assert OptunaTracker.from_params(None, RunInfo(stage="train", root=ROOT)) is None
-    env = {ENV_STORAGE: "/x.journal", ENV_STUDY: "s", "DVC_EXP_NAME": "s-t7"}
-    assert trial_number(env) == 7
-    assert trial_number({**env, "DVC_EXP_NAME": "t7"}) is None  # a normal experiment
-    assert trial_number({**env, "DVC_EXP_NAME": "other-t7"}) is None  # another study's
+    assert trial_of({"DVC_EXP_NAME": "s-t7"}) == ("s", 7)
+    assert trial_of({"DVC_EXP_NAME": "my-study-t2-t7"}) == ("my-study-t2", 7)
+    assert trial_of({"DVC_EXP_NAME": "t7"}) is None  # a normal experiment
+    assert trial_of({"DVC_EXP_NAME": "s-t"}) is None
+    # A `<name>-t<k>` experiment whose study the storage does not hold is no trial: no warning.
+    url = str(tmp_path / "other.journal")
+    study = optuna.create_study(storage=St.open_storage(url), study_name="s")
+    study.tell(study.ask(), 1.0)
+    monkeypatch.setenv(ENV_STORAGE, url)
+    for name in ("other-t7", "s-t1", "s-t0"):  # no such study, no such trial, a finished one
+        monkeypatch.setenv("DVC_EXP_NAME", name)
+        assert OptunaTracker.from_params(None, RunInfo(stage="train", root=tmp_path)) is None
 
 
-def test_tracker_reports_each_step_and_stops_a_trial_the_pruner_gives_up_on(tmp_path, monkeypatch):
-    from ml_project.models.base import StopFit
-    from ml_project.tracking import RunInfo
-
-    url = str(tmp_path / "prune.journal")
-    study = optuna.create_study(storage=St.open_storage(url), study_name="p", direction="maximize")
-    for _ in range(2):  # two finished trials that scored 0.9 at every epoch
+def _study_with_a_trial_to_serve(url: str, name: str, pruner: dict):
+    """A study as the search leaves it (metric and pruner recorded), with two finished trials
+    that scored 0.9 at every epoch and trial 2 asked: the one the train stage serves."""
+    study = optuna.create_study(storage=St.open_storage(url), study_name=name, direction="maximize")
+    study.set_user_attr("metric", "val.f1")
+    study.set_user_attr(ATTR_PRUNER, pruner)
+    for _ in range(2):
         trial = study.ask()
         for step in range(6):
             trial.report(0.9, step)
         study.tell(trial, 0.9)
-    study.ask()  # trial 2: the one the train stage serves
-    monkeypatch.chdir(tmp_path)
+    study.ask()
+    return study
+
+
+def _serve(tmp_path, name: str):
+    from ml_project.tracking import RunInfo
+
     (tmp_path / "params.yaml").write_text("model: mlp\n")  # a per-epoch model
+    return OptunaTracker.from_params(None, RunInfo(stage="train", root=tmp_path))
+
+
+MEDIAN = {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 2}
+
+
+def test_tracker_reports_each_step_and_stops_a_trial_the_pruner_gives_up_on(tmp_path, monkeypatch):
+    from ml_project.models.base import StopFit
+
+    url = str(tmp_path / "prune.journal")
+    _study_with_a_trial_to_serve(url, "p", MEDIAN)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(ENV_STORAGE, url)
-    monkeypatch.setenv(ENV_STUDY, "p")
-    monkeypatch.setenv(ENV_METRIC, "f1")
-    monkeypatch.setenv(ENV_PRUNER, '{"name": "median", "n_startup_trials": 1, "n_warmup_steps": 2}')
     monkeypatch.setenv("DVC_EXP_NAME", "p-t2")
-    tracker = OptunaTracker.from_params(None, RunInfo(stage="train", root=tmp_path))
+    tracker = _serve(tmp_path, "p")
     assert tracker is not None and tracker.prune
     tracker.log_metrics({"val/f1": 0.5, "train/loss": 1.0}, 0)  # warm-up: never pruned
     tracker.log_metrics({"val/f1": 0.5}, 1)
@@ -282,3 +304,75 @@ def test_tracker_reports_each_step_and_stops_a_trial_the_pruner_gives_up_on(tmp_
         tracker.log_metrics({"val/f1": 0.5}, 2)
     reported = optuna.load_study(study_name="p", storage=St.open_storage(url)).trials[2]
     assert reported.intermediate_values == {0: 0.5, 1: 0.5, 2: 0.5}
+
+
+def test_tracker_prunes_as_its_trials_study_says_not_as_an_earlier_searchs_worker_env(
+    tmp_path, monkeypatch
+):
+    """DVC's queue workers outlive a search: one started by a search of study `pruned` (median
+    pruner) runs the next search's trials with that search's environment. A trial of study
+    `unpruned` (no pruner) must still report every epoch and never be stopped, and the first
+    study's trials still be pruned however the worker's environment came to be."""
+    from ml_project.models.base import StopFit
+
+    url = str(tmp_path / "optuna.journal")
+    _study_with_a_trial_to_serve(url, "pruned", MEDIAN)
+    _study_with_a_trial_to_serve(url, "unpruned", {"name": "none"})
+    monkeypatch.chdir(tmp_path)
+    # What a worker started by the search of `pruned` carried before this fix.
+    monkeypatch.setenv(ENV_STORAGE, url)
+    monkeypatch.setenv("ML_PROJECT_OPTUNA_STUDY", "pruned")
+    monkeypatch.setenv("ML_PROJECT_OPTUNA_METRIC", "f1")
+    monkeypatch.setenv("ML_PROJECT_OPTUNA_PRUNER", '{"name": "median", "n_startup_trials": 1}')
+    monkeypatch.setenv("DVC_EXP_NAME", "unpruned-t2")
+    tracker = _serve(tmp_path, "unpruned")
+    assert tracker is not None and not tracker.prune
+    for step in range(6):
+        tracker.log_metrics({"val/f1": 0.1}, step)  # far below the others: never stopped
+    served = optuna.load_study(study_name="unpruned", storage=St.open_storage(url)).trials[2]
+    assert served.intermediate_values == dict.fromkeys(range(6), 0.1)
+
+    # A worker started by no search (`dvc queue start`): the default journal at DVC's root.
+    for var in (ENV_STORAGE, ENV_SEARCH_STORAGE, "ML_PROJECT_OPTUNA_STUDY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ML_PROJECT_OPTUNA_PRUNER", '{"name": "none"}')
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("DVC_EXP_NAME", "pruned-t2")
+    tracker = _serve(tmp_path, "pruned")
+    assert tracker is not None and tracker.prune
+    tracker.log_metrics({"val/f1": 0.5}, 0)
+    tracker.log_metrics({"val/f1": 0.5}, 1)
+    with pytest.raises(StopFit):
+        tracker.log_metrics({"val/f1": 0.5}, 2)
+
+
+def test_search_records_its_pruner_in_the_study_and_queues_trials_without_the_run_cache(
+    tmp_path,
+):
+    """The tracker reads the pruner from the study (each search's own, the latest winning); and
+    a trial is trained for real, never restored from DVC's run cache (another study's run of
+    the same point would hand it that run's `train/stopped`, nothing reported to this trial)."""
+    from types import SimpleNamespace
+
+    from ml_project.search import queue as Q
+
+    storage = St.open_storage(str(tmp_path / "s.journal"))
+    for settings in (MEDIAN, {"name": "none"}):
+        study = St.open_study(storage, "s", "maximize", "val.f1", None, settings)
+        assert isinstance(study.pruner, type(make_pruner(settings)))
+    assert optuna.load_study(study_name="s", storage=storage).user_attrs == {
+        "metric": "val.f1",
+        ATTR_PRUNER: {"name": "none"},
+    }
+    seen = {}
+
+    def queue_one(queue, **kwargs):
+        seen.update(kwargs, queue=queue)
+        return SimpleNamespace(stash_rev="abc")
+
+    fake = SimpleNamespace(
+        _repo=SimpleNamespace(experiments=SimpleNamespace(queue_one=queue_one)), _queue="q"
+    )
+    assert Q.queue_trial(fake, "s-t0", {"models.mlp.lr": 0.01}) == "abc"
+    assert seen["run_cache"] is False and seen["name"] == "s-t0" and seen["queue"] == "q"
+    assert seen["params"] == {"params.yaml": ["models.mlp.lr=0.01"]}

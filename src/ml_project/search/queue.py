@@ -19,10 +19,26 @@ from typing import Any
 
 def queue_trial(queue, name: str, point: Mapping[str, Any]) -> str:
     """Queue one experiment named `name` with `-S` for every value of `point`; its queue rev.
-    Call with the working directory at the repository root (DVC resolves params.yaml there)."""
-    from ml_project.sweeps import override
+    Call with the working directory at the repository root (DVC resolves params.yaml there).
 
-    return queue.queue(name, [override(k, v) for k, v in point.items()])
+    The trial runs without DVC's run cache (`dvc exp run --no-run-cache`): its train stage is
+    not a function of its dependencies alone, since the trial's `optuna` tracker reports every
+    epoch to the study and may stop training (`train/stopped`) as the pruner decides. A trial
+    whose params another run already trained (the same seed and sampler give the same points)
+    would otherwise get that run's outputs restored, never report to its own trial, and carry
+    the other run's pruning: a pruned result of another study in a study without pruning.
+    """
+    from ml_project.sweeps import override
+    from ml_project.sweeps.dvc_queue import PARAMS_FILE
+
+    overrides = [override(k, v) for k, v in point.items()]
+    # `Queue.queue` (sweeps/dvc_queue.py) takes no reproduce options, so the entry is queued
+    # through the same DVC call with `run_cache=False`, which DVC packs into the entry's
+    # reproduce arguments as `--no-run-cache` does.
+    entry = queue._repo.experiments.queue_one(
+        queue._queue, params={PARAMS_FILE: overrides}, name=name, run_cache=False
+    )
+    return entry.stash_rev
 
 
 def ensure_workers(queue, root: Path, jobs: int) -> int:

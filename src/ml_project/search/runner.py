@@ -26,13 +26,7 @@ from ml_project.search import queue as Q
 from ml_project.search import space as S
 from ml_project.search import study as St
 from ml_project.search.presets import PRUNERS, SAMPLERS, SearchPreset, load_search
-from ml_project.tracking.optuna_tracker import (
-    ENV_METRIC,
-    ENV_PRUNER,
-    ENV_STORAGE,
-    ENV_STUDY,
-    make_pruner,
-)
+from ml_project.tracking.optuna_tracker import ENV_STORAGE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,7 +128,9 @@ def _task(root: Path, base: Mapping[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _trial_env(values: Mapping[str, str]):
-    """What the trials' `optuna` tracker reads; the queue workers started meanwhile inherit it."""
+    """The study's storage for the trials' `optuna` tracker: the queue workers started
+    meanwhile inherit it (and keep it after the search: the tracker reads everything else from
+    the study its trial names)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -363,7 +359,7 @@ def run_search(
         direction,
         f"val.{metric}",
         _sampler(kind, seed, len(spec.grid)),
-        make_pruner(prune),
+        prune,  # recorded on the study: the trials' tracker prunes as it says
     )
     if push is None and St.is_server(url) and _has_remote(root, "origin"):
         push = "origin"
@@ -373,12 +369,7 @@ def run_search(
     if stale:
         say(f"failed {len(stale)} stale trial(s) no machine runs any more: {stale}")
     search = Search(root, spec, opened, store, url, budget, jobs, metric, push, say)
-    env = {
-        ENV_STORAGE: url,
-        ENV_STUDY: study_name,
-        ENV_METRIC: metric,
-        ENV_PRUNER: json.dumps(prune),
-    }
+    env = {ENV_STORAGE: url}
     say(
         f"study '{study_name}' in {St.shown(url)}: {direction} val.{metric}, {kind} sampler, "
         f"budget {budget} trial(s), {jobs} at a time here"

@@ -99,16 +99,23 @@ def _rdb(url: str, kwargs: dict[str, Any], attempts: int = 3):
     raise AssertionError("unreachable")
 
 
-def open_study(storage, name: str, direction: str, metric: str, sampler, pruner):
-    """Create the study, or join it; one created for another direction or metric is refused."""
+def open_study(storage, name: str, direction: str, metric: str, sampler, pruner: dict[str, Any]):
+    """Create the study, or join it; one created for another direction or metric is refused.
+
+    `pruner` is the pruner's settings (`make_pruner`'s); they are recorded on the study (user
+    attr `pruner`, this search's replacing an earlier one's), where the trials' `optuna`
+    tracker reads them, with `metric`: not from its environment, which a queue worker started
+    by an earlier search still carries."""
     import optuna
+
+    from ml_project.tracking.optuna_tracker import ATTR_METRIC, ATTR_PRUNER, make_pruner
 
     study = optuna.create_study(
         storage=storage,
         study_name=name,
         direction=direction,
         sampler=sampler,
-        pruner=pruner,
+        pruner=make_pruner(pruner),
         load_if_exists=True,
     )
     had = study.direction.name.lower()
@@ -117,13 +124,14 @@ def open_study(storage, name: str, direction: str, metric: str, sampler, pruner)
             f"study '{name}' was created to {had} but this search would {direction} {metric}; "
             f"use another --study name"
         )
-    recorded = study.user_attrs.get("metric")
+    recorded = study.user_attrs.get(ATTR_METRIC)
     if recorded is None:
-        study.set_user_attr("metric", metric)
+        study.set_user_attr(ATTR_METRIC, metric)
     elif recorded != metric:
         raise UserError(
             f"study '{name}' optimizes {recorded}, not {metric}; use another --study name"
         )
+    study.set_user_attr(ATTR_PRUNER, dict(pruner))
     return study
 
 

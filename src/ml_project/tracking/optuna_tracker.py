@@ -2,9 +2,14 @@
 stop a trial the pruner gives up on.
 
 It is active only in the train stage of an experiment that `python -m ml_project.search` queued:
-the search sets `ML_PROJECT_OPTUNA_STORAGE`, `_STUDY`, `_METRIC` and `_PRUNER` for its queue
-workers, and the experiment's name `<study>-t<k>` says which trial it is. Anywhere else
-`from_params` returns None and the tracker does nothing, so a normal run is unchanged.
+the experiment's name `<study>-t<k>` says which study and trial it is, and the study's storage
+is `ML_PROJECT_OPTUNA_STORAGE` (set by the search for the queue workers it starts), else
+`$ML_PROJECT_SEARCH_STORAGE`, else the search's default journal file at the repository root.
+Everything else the search decided (the metric, the pruner) is read from the study itself (its
+user attrs `metric` and `pruner`), never from the environment: DVC's queue workers outlive a
+search, and one started by an earlier search would otherwise run the next search's trials with
+the earlier search's settings. Anywhere else (no such study) `from_params` returns None and the
+tracker does nothing, so a normal run is unchanged.
 
 Per step it reports `val/<metric>` with `trial.report`; when `trial.should_prune()` it raises
 `StopFit`, which ends a torch model's training after the epoch with its best weights kept
@@ -17,7 +22,6 @@ the curve would only throw the finished model's score away.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -26,18 +30,36 @@ from pathlib import Path
 from typing import Any
 
 ENV_STORAGE = "ML_PROJECT_OPTUNA_STORAGE"
-ENV_STUDY = "ML_PROJECT_OPTUNA_STUDY"
-ENV_METRIC = "ML_PROJECT_OPTUNA_METRIC"
-ENV_PRUNER = "ML_PROJECT_OPTUNA_PRUNER"
+# The search's own defaults for its storage (search/study.py), for workers it did not start.
+ENV_SEARCH_STORAGE = "ML_PROJECT_SEARCH_STORAGE"
+DEFAULT_FILE = "optuna.journal"
+# Study user attrs the search records: what this tracker reports and how it prunes.
+ATTR_METRIC = "metric"  # "val.<metric>"
+ATTR_PRUNER = "pruner"  # make_pruner's settings
+TRIAL_NAME = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]*)-t(\d+)")
 # DVC's tags worth keeping on the trial, so the study leads to the exact experiment commit.
 KEPT_TAGS = ("dvc.baseline_rev", "data_label", "data_version", "model")
 
 
-def trial_number(environ: Mapping[str, str]) -> int | None:
-    """The trial this process serves, from `DVC_EXP_NAME` = `<study>-t<k>`; None outside one."""
-    study = environ.get(ENV_STUDY, "")
-    match = re.fullmatch(re.escape(study) + r"-t(\d+)", environ.get("DVC_EXP_NAME", ""))
-    return int(match.group(1)) if study and environ.get(ENV_STORAGE) and match else None
+def trial_of(environ: Mapping[str, str]) -> tuple[str, int] | None:
+    """(study name, trial number) of the trial this process may serve, from `DVC_EXP_NAME` =
+    `<study>-t<k>`; None for any other experiment name (or none)."""
+    match = TRIAL_NAME.fullmatch(environ.get("DVC_EXP_NAME", ""))
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def storage_url(environ: Mapping[str, str]) -> str | None:
+    """The storage of the search that queued this trial: the one it set for its workers, else
+    the search's default (`$ML_PROJECT_SEARCH_STORAGE`, else the journal file at the root of
+    the repository DVC runs the experiment for); None when there is none."""
+    url = environ.get(ENV_STORAGE) or environ.get(ENV_SEARCH_STORAGE)
+    root = environ.get("DVC_ROOT")
+    if not url:
+        journal = Path(root or ".") / DEFAULT_FILE
+        return str(journal.resolve()) if root and journal.is_file() else None
+    if "://" in url or Path(url).is_absolute():
+        return url
+    return str((Path(root or ".") / url).resolve())
 
 
 def make_pruner(settings: Mapping[str, Any]):
@@ -86,25 +108,34 @@ class OptunaTracker:
 
     @classmethod
     def from_params(cls, params, run) -> OptunaTracker | None:
-        number = trial_number(os.environ)
-        if number is None or run.stage != "train":
+        trial_at, url = trial_of(os.environ), storage_url(os.environ)
+        if trial_at is None or url is None or run.stage != "train":
             return None
+        study_name, number = trial_at
         try:
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            storage = _storage(os.environ[ENV_STORAGE])
-            settings = json.loads(os.environ.get(ENV_PRUNER) or '{"name": "median"}')
+            storage = _storage(url)
+            try:
+                study_id = storage.get_study_id_from_name(study_name)
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            except KeyError:  # no such study or trial there: not a search trial
+                return None
+            if storage.get_trial(trial_id).state != optuna.trial.TrialState.RUNNING:
+                return None  # a finished trial's experiment run again by hand
+            attrs = storage.get_study_user_attrs(study_id)
+            settings = dict(attrs.get(ATTR_PRUNER) or {"name": "median"})
+            metric = str(attrs.get(ATTR_METRIC, "")).removeprefix("val.")
             study = optuna.load_study(
-                study_name=os.environ[ENV_STUDY], storage=storage, pruner=make_pruner(settings)
+                study_name=study_name, storage=storage, pruner=make_pruner(settings)
             )
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
             trial = optuna.trial.Trial(study, trial_id)
         except Exception as exc:  # noqa: BLE001 - pruning is an optimisation, never a failure
             _warn(f"cannot reach trial {number} of the study, so it will not be pruned: {exc}")
             return None
         prune = settings.get("name") != "none" and _per_epoch()
-        return cls(trial, os.environ.get(ENV_METRIC, ""), prune)
+        return cls(trial, metric, prune)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         value = metrics.get(f"val/{self.metric}")
