@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -203,7 +203,7 @@ class Trackers:
         reported and dropped here, so its id is never recorded.
         """
         self._each("wait_started")
-        return {t.name: t.run_id for t in self.trackers if getattr(t, "run_id", None)}
+        return {t.name: run_id for t in self.trackers if (run_id := getattr(t, "run_id", None))}
 
     def _each(self, method: str, *args, **kwargs) -> None:
         for tracker in list(self.trackers):
@@ -267,8 +267,8 @@ class Trackers:
             except Exception as exc:  # noqa: BLE001 - every tracker must get its close()
                 errors.append((tracker, exc))
         self.trackers = []
-        for tracker, exc in errors:
-            self._failed(tracker, exc, closing=True)
+        for tracker, error in errors:
+            self._failed(tracker, error, closing=True)
 
     def __enter__(self) -> Trackers:
         return self
@@ -293,7 +293,16 @@ def read_run_ids(path: Path = RUN_IDS_PATH) -> dict[str, str]:
         raise UserError(f"{path}: not found; run the train stage first") from None
 
 
-def load_tracker_class(name: str) -> type:
+class TrackerClass(Protocol):
+    """What the registry names: a tracker class, started with `from_params`."""
+
+    name: str
+    required: bool
+
+    def from_params(self, params: TrackingParams, run: RunInfo) -> Tracker | None: ...
+
+
+def load_tracker_class(name: str) -> TrackerClass:
     module, cls = TRACKERS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -318,7 +327,7 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
             continue
         cls = load_tracker_class(name)
         if not cls.required:
-            start = functools.partial(cls.from_params, params, run)
+            start: Callable[[], Any] = functools.partial(cls.from_params, params, run)
             if getattr(cls, "in_child", False):
                 from ml_project.tracking.child import ChildTracker, can_fork
 

@@ -56,7 +56,7 @@ class WandbTracker:
         if (run.join or {}).get("wandb"):
             kwargs.update(id=run.join["wandb"], resume="allow")
         try:
-            started = wandb.init(mode=mode, **kwargs)
+            started = wandb.init(mode=mode, **kwargs)  # type: ignore[arg-type]  # W&B checks it
         except wandb.errors.UsageError as exc:
             if mode != "online" or "api key" not in str(exc).lower():
                 raise
