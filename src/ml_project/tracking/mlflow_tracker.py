@@ -27,6 +27,28 @@ ENV_DEFAULTS = {
 }
 
 
+# Database servers MLflow's SQLAlchemy store talks to, by URI scheme, with their usual ports.
+DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+CONNECT_SECONDS = 5.0
+
+
+def reachable(uri: str) -> None:
+    """Fail in seconds on a database server nothing listens at: MLflow retries creating its
+    engine ten times with a growing sleep, about 200 s, before it gives up."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0]
+    if scheme not in DB_PORTS or not parts.hostname:
+        return
+    port = parts.port or DB_PORTS[scheme]
+    try:
+        socket.create_connection((parts.hostname, port), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach {parts.hostname}:{port} ({exc})") from None
+
+
 def default_uri(root: Path) -> str:
     return f"sqlite:///{Path(root) / 'mlflow.db'}"
 
@@ -83,6 +105,7 @@ class MlflowTracker:
         if run.join is not None and run_id is None:
             return None  # joining, but the train stage had no MLflow run: nothing to attach to
         try:
+            reachable(uri)
             return cls(uri, params.experiment, run.root, run_id, run.name or run.stage)
         except Exception as exc:
             raise TrackerError(describe(exc, redact(uri))) from exc
