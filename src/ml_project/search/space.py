@@ -89,7 +89,7 @@ def parse_space(raw: Any, where: str) -> Space:
     """The space of a `space:` mapping, or a one-line error naming the key at fault."""
     if not isinstance(raw, Mapping) or not raw:
         raise UserError(f"{where}: a space is a mapping of param -> values, range or choices")
-    dims = []
+    dims: list[tuple[str, Fixed | Range | Choice]] = []
     for key, value in raw.items():
         at = f"{where}: {key}"
         if isinstance(value, list):
@@ -139,7 +139,9 @@ def check(space: Space, params: Mapping[str, Any], where: str) -> None:
                     )
         if key == "model":
             models = set(params.get("models") or {})
-            for choice in getattr(dim, "choices", ()) or (dim.value,):
+            for choice in (
+                dim.choices if isinstance(dim, Choice) else (getattr(dim, "value", None),)
+            ):
                 if str(choice) not in models:
                     raise UserError(
                         f"{where}: model: unknown model '{choice}' "

@@ -113,7 +113,7 @@ def open_study(storage, name: str, direction: str, metric: str, sampler, pruner:
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        direction=direction,
+        direction=optuna.study.StudyDirection[direction.upper()],
         sampler=sampler,
         pruner=make_pruner(pruner),
         load_if_exists=True,
