@@ -30,12 +30,13 @@ show: install ## dvc exp show, narrowed: experiment, selection metric, varying p
 promote: install ## Register an experiment's model: MLflow version + alias champion, git tag, releases/: make promote EXP=t5
 	python -m ml_project.promote $(EXP)
 
-test: install ## Lint and run the whole test suite (real DVC pipelines, sweeps, templates)
+test: install ## Lint, type-check and run the whole test suite (real DVC pipelines, sweeps, templates)
 	ruff check .
-	python -m pytest
+	mypy
+	python -m pytest -n 2 --dist loadfile
 
 test-fast: install ## The edit loop: unit and contract tests, no real pipelines (-m "not slow")
-	python -m pytest -m "not slow" -q
+	python -m pytest -m "not slow" -q -n 2
 
 lint: install ## ruff lint + format check, mypy over src/
 	ruff check .
