@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# tests/ too: tests/template/generation.py imports from conftest.
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "template")]
+# The root (for tests.helpers) and tests/template/ (generation.py).
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "template")]
 
 from generation import cookiecutter, git_files  # noqa: E402
 

@@ -12,12 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers.data import messy_frame
-from tests.helpers.project import BIN, ROOT, make_project, project_env, set_params, sh
-
-# Re-exported for the test modules that still import helpers from conftest (tests/template/,
-# test_models, test_security, test_torch_pipeline, test_tracking_real, test_cv_pipeline);
-# new code imports them from tests.helpers.
-__all__ = ["BIN", "ROOT", "make_project", "messy_frame", "project_env", "sh"]
+from tests.helpers.project import make_project, set_params, sh
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import sh
-from tests.test_pipeline import read_json
-from tests.test_tracking_real import dvclive_curves, mlflow_client, set_params, wandb_runs
+from tests.helpers.project import read_json, set_params, sh
+from tests.helpers.tracking import dvclive_curves, mlflow_client, wandb_runs
 
 pytestmark = pytest.mark.slow
 
@@ -17,8 +16,10 @@ def test_cv_stacking_experiment_logs_folds_to_every_tracker_and_exports(repo):
     # A scikit-learn member and the torch MLP, kept small.
     set_params(
         repo,
-        models__stacking__members={"linear": {}, "mlp": {"max_epochs": 4}},
-        models__stacking__cv=2,
+        {
+            "models.stacking.members": {"linear": {}, "mlp": {"max_epochs": 4}},
+            "models.stacking.cv": 2,
+        },
     )
     out = sh("dvc exp run -S train.cv_folds=5 -S model=stacking", repo).stdout
     assert "Running stage 'export'" in out

@@ -20,11 +20,6 @@ def ran(output: str) -> set[str]:
     return {s for s in STAGES if f"Running stage '{s}'" in output}
 
 
-def set_param(repo: Path, dotted: str, value) -> None:
-    """Kept for test_torch_pipeline.py, which imports it from here (use `set_params`)."""
-    set_params(repo, {dotted: value})
-
-
 def test_default_pipeline_produces_finite_metrics(built):
     test = read_json(built / "evaluation/metrics.json")["test"]
     assert set(test) == {"accuracy", "f1", "roc_auc", "log_loss"}

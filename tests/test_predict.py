@@ -11,7 +11,7 @@ from sklearn.linear_model import LinearRegression
 from ml_project.errors import UserError
 from ml_project.export import signature, to_onnx
 from ml_project.predict import load_model, main, predict_frame, read_table
-from tests.test_models import fitted
+from tests.helpers.models import fitted
 
 
 @pytest.fixture

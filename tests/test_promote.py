@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import project_env
+from tests.helpers.project import project_env
 
 pytestmark = pytest.mark.slow
 

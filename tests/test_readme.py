@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT, project_env
+from tests.helpers.project import ROOT, project_env
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,9 @@ from ml_project.persistence import (
     save_native,
     trusted_types,
 )
-from tests.conftest import ROOT, make_project, messy_frame, sh
+from tests.helpers.data import messy_frame
+from tests.helpers.models import fitted
+from tests.helpers.project import ROOT, make_project, sh
 
 
 def _json(value) -> dict:
@@ -167,8 +169,6 @@ def test_the_allow_list_holds_exact_class_names_only():
 def test_every_registered_model_saves_only_allowed_types(tmp_path, name):
     """The allow-list comes from the registry; a model whose file holds a type its spec does
     not declare fails here, not at a user's `dvc exp apply`."""
-    from tests.test_models import fitted
-
     for task in ("classification", "regression"):
         pipe, X, _, _ = fitted(name, task)
         path = save_native(pipe, tmp_path / f"{task}.skops")
@@ -241,7 +241,6 @@ def test_a_plain_onnx_model_passes_and_garbage_gets_one_line(tmp_path):
 
 def test_every_registered_model_exports_within_the_onnx_domains(tmp_path):
     from ml_project.export import signature, to_onnx
-    from tests.test_models import fitted
 
     for name in MODELS:
         pipe, _, _, manifest = fitted(name, "classification")

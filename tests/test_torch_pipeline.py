@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import project_env, sh
-from tests.test_pipeline import read_json, set_param
+from tests.helpers.project import project_env, read_json, set_params, sh
 
 pytestmark = pytest.mark.slow
 
@@ -70,15 +69,17 @@ def _epoch_of(checkpoint: Path) -> int:
 
 def test_a_killed_train_stage_resumes_and_ends_like_an_uninterrupted_run(repo):
     # No early stopping and small batches: enough epochs to kill the run in the middle.
-    for key, value in {
-        "model": "mlp",
-        "models.mlp.max_epochs": 60,
-        "models.mlp.patience": 0,
-        "models.mlp.batch_size": 8,
-        "tracking.mlflow.enabled": False,  # dvclive is what must continue its steps
-        "tracking.wandb.enabled": False,
-    }.items():
-        set_param(repo, key, value)
+    set_params(
+        repo,
+        {
+            "model": "mlp",
+            "models.mlp.max_epochs": 60,
+            "models.mlp.patience": 0,
+            "models.mlp.batch_size": 8,
+            "tracking.mlflow.enabled": False,  # dvclive is what must continue its steps
+            "tracking.wandb.enabled": False,
+        },
+    )
     sh("python stages/train.py", repo)  # the reference, outside DVC: no run-cache entry
     # val/accuracy is logged at the final step only: metrics.json, no plot (tracking/dvclive)
     reference = {key: curve(repo, key) for key in ("train/loss", "val/loss", "val/f1")}
@@ -110,15 +111,17 @@ def test_a_killed_train_stage_resumes_and_ends_like_an_uninterrupted_run(repo):
 
 
 def test_torchrun_two_gloo_processes_match_one_process(repo):
-    for key, value in {
-        "model": "mlp",
-        "models.mlp.max_epochs": 5,
-        "models.mlp.patience": 0,
-        "models.mlp.dropout": 0.0,  # dropout masks are drawn per process
-        "models.mlp.device": "cpu",
-        "tracking.mlflow.enabled": False,
-    }.items():
-        set_param(repo, key, value)
+    set_params(
+        repo,
+        {
+            "model": "mlp",
+            "models.mlp.max_epochs": 5,
+            "models.mlp.patience": 0,
+            "models.mlp.dropout": 0.0,  # dropout masks are drawn per process
+            "models.mlp.device": "cpu",
+            "tracking.mlflow.enabled": False,
+        },
+    )
     sh("python stages/etl.py", repo)
     sh("python stages/train.py", repo)
     single = read_json(repo / "dvclive/train/metrics.json")

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import sh
-from tests.wandb_records import read_run
+from tests.helpers.project import sh
+from tests.helpers.wandb_records import read_run
 
 pytestmark = pytest.mark.slow
 

@@ -16,44 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import project_env, sh
-from tests.wandb_records import read_run
+from tests.helpers.project import project_env, set_params, sh
+from tests.helpers.tracking import dvclive_curves, mlflow_client, wandb_runs
 
 pytestmark = pytest.mark.slow
 
 
-def set_params(repo: Path, **changes) -> None:
-    raw = yaml.safe_load((repo / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def dvclive_curves(repo: Path) -> dict[str, list[tuple[int, float]]]:
-    base = repo / "dvclive/train/plots/metrics"
-    curves = {}
-    for tsv in sorted(base.rglob("*.tsv")):
-        rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
-        curves[str(tsv.relative_to(base).with_suffix(""))] = [(int(s), float(v)) for s, v in rows]
-    return curves
-
-
-def mlflow_client(uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def wandb_runs(repo: Path) -> list[dict]:
-    return [read_run(f) for f in sorted((repo / "wandb").glob("offline-run-*/run-*.wandb"))]
-
-
 def test_one_run_reads_back_identically_from_all_three_trackers(repo):
-    set_params(repo, models__hgb__max_iter=25)
+    set_params(repo, {"models.hgb.max_iter": 25})
     sh("python stages/train.py", repo)
     sh("python stages/evaluate.py", repo)
     ids = json.loads((repo / "models/run_ids.json").read_text())
@@ -200,7 +170,7 @@ def test_unreachable_mlflow_server_warns_once_and_training_finishes(repo):
     assert (repo / "dvclive/train/metrics.json").read_text() == before  # dvclive kept logging
     assert set(json.loads((repo / "models/run_ids.json").read_text())) == {"wandb"}
 
-    set_params(repo, tracking__strict=True)
+    set_params(repo, {"tracking.strict": True})
     strict = subprocess.run(
         [sys.executable, "stages/train.py"], cwd=repo, env=env, capture_output=True, text=True
     )

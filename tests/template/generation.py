@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import BIN, ROOT, project_env
+from tests.helpers.project import BIN, ROOT, project_env
 
 sys.path.append(str(ROOT))  # the hooks, as cookiecutter runs them from the template's root
 from hooks.pre_prompt import TEMPLATE_ONLY_BLOCK, is_template_only  # noqa: E402, F401

@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import make_project, project_env
 from generation import generate
+
+from tests.helpers.project import make_project, project_env
 
 pytestmark = pytest.mark.slow
 

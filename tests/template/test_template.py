@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, make_project, project_env
 from generation import (
     TEMPLATE_ONLY_BLOCK,
     cookiecutter,
@@ -21,6 +20,8 @@ from generation import (
     generate,
     git_files,
 )
+
+from tests.helpers.project import ROOT, make_project, project_env
 
 sys.path.append(str(ROOT))  # import the template's answer checks as cookiecutter does
 from hooks import answers  # noqa: E402
