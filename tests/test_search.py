@@ -370,9 +370,9 @@ def test_search_records_its_pruner_in_the_study_and_queues_trials_without_the_ru
         seen.update(kwargs, queue=queue)
         return SimpleNamespace(stash_rev="abc")
 
-    fake = SimpleNamespace(
-        _repo=SimpleNamespace(experiments=SimpleNamespace(queue_one=queue_one)), _queue="q"
-    )
-    assert Q.queue_trial(fake, "s-t0", {"models.mlp.lr": 0.01}) == "abc"
+    from ml_project.sweeps.dvc_queue import Queue
+
+    repo = SimpleNamespace(experiments=SimpleNamespace(queue_one=queue_one, celery_queue="q"))
+    assert Q.queue_trial(Queue(repo, tmp_path), "s-t0", {"models.mlp.lr": 0.01}) == "abc"
     assert seen["run_cache"] is False and seen["name"] == "s-t0" and seen["queue"] == "q"
     assert seen["params"] == {"params.yaml": ["models.mlp.lr=0.01"]}

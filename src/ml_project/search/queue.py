@@ -29,16 +29,8 @@ def queue_trial(queue, name: str, point: Mapping[str, Any]) -> str:
     the other run's pruning: a pruned result of another study in a study without pruning.
     """
     from ml_project.sweeps import override
-    from ml_project.sweeps.dvc_queue import PARAMS_FILE
 
-    overrides = [override(k, v) for k, v in point.items()]
-    # `Queue.queue` (sweeps/dvc_queue.py) takes no reproduce options, so the entry is queued
-    # through the same DVC call with `run_cache=False`, which DVC packs into the entry's
-    # reproduce arguments as `--no-run-cache` does.
-    entry = queue._repo.experiments.queue_one(
-        queue._queue, params={PARAMS_FILE: overrides}, name=name, run_cache=False
-    )
-    return entry.stash_rev
+    return queue.queue(name, [override(k, v) for k, v in point.items()], run_cache=False)
 
 
 def ensure_workers(queue, root: Path, jobs: int) -> int:

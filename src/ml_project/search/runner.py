@@ -46,6 +46,7 @@ class Running:
     rev: str
     started: float = field(default_factory=time.monotonic)
     orphaned: float | None = None
+    attempt: int = 1
 
 
 @dataclass
@@ -241,7 +242,7 @@ class Search:
     # ------------------------------------------------------------------ the loop
     def poll(self) -> bool:
         """Fill free slots, collect finished trials; True while anything is left to do."""
-        from ml_project.sweeps.dvc_queue import open_queue, worker_pids
+        from ml_project.sweeps.dvc_queue import open_queue
 
         with contextlib.chdir(self.root), open_queue(self.root) as queue:
             while len(self.active) < self.jobs and not self.exhausted and self.launch(queue):
@@ -249,7 +250,6 @@ class Search:
             if self.active:
                 Q.ensure_workers(queue, self.root, self.jobs)
             status = queue.status()
-            workers = len(worker_pids(self.root))
             now = time.monotonic()
             for rev, run in list(self.active.items()):
                 state = status.get(rev, "Queued")
@@ -257,21 +257,39 @@ class Search:
                     del self.active[rev]
                     self.finish(queue, run, state)
                     continue
-                # DVC can report a task running after its worker died: nothing would end it.
-                lost = state == "Running" and not workers and not queue.running(rev)
+                # DVC can report a task running after the worker that took it died (or exited
+                # as the queue looked empty): nothing would ever run or end it, and the workers
+                # started meanwhile never get it. Lost once its own process has been missing
+                # for ORPHAN_SECONDS, whatever other workers do; queued again once.
+                lost = state == "Running" and not queue.running(rev)
                 run.orphaned = (run.orphaned or now) if lost else None
                 if run.orphaned and now - run.orphaned > ORPHAN_SECONDS:
                     del self.active[rev]
-                    reason = "lost: the queue reports it running but no worker is running it"
-                    self._tell(run.number, run.trial_id, "failed", None, reason)
-                    self.done.append(
-                        Outcome(run.number, run.name, run.point, "failed", None, reason)
-                    )
-                    self.say(f"{run.name}: {reason}")
+                    self._requeue_or_fail(queue, run)
             if St.is_server(self.url):
                 for run in self.active.values():
                     self.storage.record_heartbeat(run.trial_id)
         return bool(self.active) or not self.exhausted
+
+    def _requeue_or_fail(self, queue, run: Running) -> None:
+        reason = "lost: the queue reports it running but nothing is running it"
+        queue.discard([run.rev], timeout=30.0)
+        if run.attempt == 1:
+            try:
+                rev = Q.queue_trial(queue, run.name, run.point)
+            except Exception as exc:  # noqa: BLE001 - reported as the trial's failure
+                from ml_project.tracking import describe
+
+                reason = f"{reason}; could not queue it again: {describe(exc)}"
+            else:
+                self.active[rev] = Running(
+                    run.number, run.trial_id, run.name, run.point, rev, attempt=2
+                )
+                self.say(f"{run.name}: {reason}; queued again")
+                return
+        self._tell(run.number, run.trial_id, "failed", None, reason)
+        self.done.append(Outcome(run.number, run.name, run.point, "failed", None, reason))
+        self.say(f"{run.name}: {reason}")
 
 
 def _printer(progress: bool) -> Callable[[str], None]:

@@ -94,10 +94,11 @@ class Queue:
         self._repo, self.root = repo, root
         self._queue = repo.experiments.celery_queue
 
-    def queue(self, name: str, overrides: list[str]) -> str:
-        """Queue one experiment `name` with `-S` overrides of params.yaml; its queue entry."""
+    def queue(self, name: str, overrides: list[str], run_cache: bool = True) -> str:
+        """Queue one experiment `name` with `-S` overrides of params.yaml; its queue entry.
+        `run_cache=False` is `dvc exp run --no-run-cache`: no stage is restored from the cache."""
         entry = self._repo.experiments.queue_one(
-            self._queue, params={PARAMS_FILE: overrides}, name=name
+            self._queue, params={PARAMS_FILE: overrides}, name=name, run_cache=run_cache
         )
         return entry.stash_rev
 
