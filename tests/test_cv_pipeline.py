@@ -38,7 +38,7 @@ def test_cv_stacking_experiment_logs_folds_to_every_tracker_and_exports(repo):
     assert parity["onnx"]["max_abs_diff"] <= parity["onnx"]["atol"]
     assert "torchscript" not in parity  # metrics only: the reason is beside the models
     skipped = read_json(repo / "export/model/skipped.json")
-    assert skipped == {"torchscript": "not available for this model (models.stacking)"}
+    assert set(skipped) == {"torchscript"} and "(models.stacking)" in skipped["torchscript"]
 
     # The same names on the same steps in dvclive, MLflow and W&B.
     live = dvclive_curves(repo)
