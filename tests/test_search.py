@@ -191,16 +191,22 @@ def test_list_shows_searches_and_grid_presets(project, capsys, monkeypatch):
 
 
 def test_a_study_made_for_the_other_direction_is_refused(project, capsys, monkeypatch):
+    import yaml
+
+    from ml_project.search.runner import selection
+
+    # The project's own direction (a generated regression project minimizes rmse).
+    base = yaml.safe_load((project / "params.yaml").read_text())
+    metric, ours = selection(project, base, (), "auto")
+    other = "minimize" if ours == "maximize" else "maximize"
     storage = project / "other.journal"
-    optuna.create_study(
-        storage=St.open_storage(str(storage)), study_name="ok", direction="minimize"
-    )
+    optuna.create_study(storage=St.open_storage(str(storage)), study_name="ok", direction=other)
     status, err = _search(
         project, "ok", "--storage", str(storage), capsys=capsys, monkeypatch=monkeypatch
     )
     assert status == 2
     assert err.strip() == (
-        "error: study 'ok' was created to minimize but this search would maximize val.f1; "
+        f"error: study 'ok' was created to {other} but this search would {ours} val.{metric}; "
         "use another --study name"
     )
     _nothing_queued(project)
