@@ -141,6 +141,18 @@ def test_an_unknown_experiment_is_one_line_and_changes_nothing(repo):
     assert run(["git", "tag"], repo).stdout == tags
 
 
+def test_an_experiment_without_onnx_parity_is_refused_and_changes_nothing(repo):
+    # An export with no ONNX format: nothing proves a servable file matches the model.
+    run(["dvc", "exp", "run", "-n", "t7", "-S", "export.formats=[torchscript]"], repo)
+    tags, releases = run(["git", "tag"], repo).stdout, sorted((repo / "releases").rglob("*"))
+    proc = run([sys.executable, "-m", "ml_project.promote", "t7"], repo, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: experiment 't7': its export parity did not pass")
+    assert run(["git", "tag"], repo).stdout == tags
+    assert sorted((repo / "releases").rglob("*")) == releases
+
+
 @pytest.mark.parametrize("experiment", ["t5", "t6"])
 def test_the_champion_serves_what_predict_gives_on_the_onnx_export(repo, experiment, monkeypatch):
     """`mlflow models serve -m models:/ml_project@champion --env-manager local` on 127.0.0.1:
