@@ -61,7 +61,9 @@ def prepare(dest: Path) -> Path:
     set_params(repo, {"tracking.mlflow.enabled": False, "tracking.wandb.enabled": False})
     presets = yaml.safe_load((repo / "sweeps.yaml").read_text())
     presets["searches"] = {
-        f"bench-{key}": {"space": space, "sampler": "tpe"} for key, (_, space) in PAIRS.items()
+        # `trials` is a placeholder: each run passes the grid's size (`run_search(trials=)`).
+        f"bench-{key}": {"space": space, "sampler": "tpe", "trials": 1}
+        for key, (_, space) in PAIRS.items()
     }
     (repo / "sweeps.yaml").write_text(yaml.safe_dump(presets, sort_keys=False))
     sh("git add -A && git commit -q -m bench && dvc repro -q", repo)
