@@ -54,14 +54,9 @@ def _git(*args: str) -> str:
 
 def experiments() -> dict[str, str]:
     """DVC experiment names -> commits (`refs/exps/<baseline>/<name>`; not the queue's refs)."""
-    out = _git("for-each-ref", "refs/exps", "--format=%(refname) %(objectname)")
-    found = {}
-    for line in out.splitlines():
-        ref, sha = line.split()
-        parts = ref.split("/")
-        if len(parts) == 5 and parts[2] not in ("exec", "celery", "temp"):
-            found[parts[4]] = sha
-    return found
+    from ml_project.sweeps.dvc_queue import experiment_commits
+
+    return experiment_commits(Path.cwd())
 
 
 def check_parity(experiment: str, rev: str) -> dict:

@@ -43,20 +43,10 @@ def ensure_workers(queue, root: Path, jobs: int) -> int:
 
 
 def experiment_commit(root: Path, name: str) -> str | None:
-    """The commit of the experiment `name` in this clone (refs/exps/<xx>/<baseline>/<name>)."""
-    out = subprocess.run(
-        ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for line in out.splitlines():
-        sha, ref = line.split(" ", 1)
-        parts = ref.split("/")
-        if len(parts) == 5 and len(parts[2]) == 2 and parts[4] == name:
-            return sha
-    return None
+    """The commit of the experiment `name` in this clone, or None."""
+    from ml_project.sweeps.dvc_queue import experiment_commits
+
+    return experiment_commits(root).get(name)
 
 
 def metrics(root: Path, commit: str, path: str) -> dict[str, float]:

@@ -183,16 +183,26 @@ def open_queue(root: Path) -> Iterator[Queue]:
         yield Queue(repo, root)
 
 
-def experiment_names(root: Path) -> set[str]:
-    """Every experiment name in the repository: finished (git refs), queued, running, failed."""
-    refs = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+def experiment_commits(root: Path) -> dict[str, str]:
+    """Finished experiments (git refs) -> their commits; {} outside a git repository."""
+    out = subprocess.run(
+        ["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/"],
         cwd=root,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.split()
-    # refs/exps/<sha[:2]>/<sha[2:]>/<name>; celery/ and exec/ refs are DVC's own bookkeeping.
-    names = {r.split("/", 4)[4] for r in refs if r.count("/") >= 4 and len(r.split("/")[2]) == 2}
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        sha, ref = line.split(" ", 1)
+        parts = ref.split("/")
+        # refs/exps/<sha[:2]>/<sha[2:]>/<name>; celery/ and exec/ refs are DVC's bookkeeping.
+        if len(parts) == 5 and len(parts[2]) == 2:
+            found[parts[4]] = sha
+    return found
+
+
+def experiment_names(root: Path) -> set[str]:
+    """Every experiment name in the repository: finished (git refs), queued, running, failed."""
+    names = set(experiment_commits(root))
     with open_queue(root) as queue:
         return names | queue.names()
