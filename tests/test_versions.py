@@ -58,6 +58,10 @@ def test_labels_are_given_in_order_and_kept(tmp_path):
     assert set(records["v1"]["code"]) == {"data.py", "features.py"}
     assert V.resolve("v2", root) == ("v2", b, None)
     assert V.resolve(b[:6], root) == ("v2", b, None)
+    # Commits, not blobs: `dvc exp pull` refuses to fetch into a clone with a ref to a blob.
+    for ref in (f"{V.LABELS}v1", f"{V.HASHES}{a}"):
+        kind = subprocess.run(["git", "cat-file", "-t", ref], cwd=root, capture_output=True)
+        assert kind.stdout.decode().strip() == "commit"
 
 
 def test_concurrent_labelling_never_shares_a_label(tmp_path):
