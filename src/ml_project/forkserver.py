@@ -103,7 +103,7 @@ def enabled(environ=None) -> bool:
     environ = os.environ if environ is None else environ
     if environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    if environ.get(CHILD_ENV) or "LOCAL_RANK" in environ or "TORCHELASTIC_RUN_ID" in environ:
+    if is_child(environ) or "LOCAL_RANK" in environ or "TORCHELASTIC_RUN_ID" in environ:
         return False
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 
