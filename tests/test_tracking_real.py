@@ -90,6 +90,41 @@ def test_one_run_reads_back_identically_from_all_three_trackers(repo):
     assert run.info.status == "FINISHED" and train_run["exit_code"] == 0
 
 
+def test_train_hands_off_its_last_calls_and_evaluate_waits_for_them(repo, tmp_path):
+    """Train's stdio are files, not pipes (as under DVC), so the stage returns before its
+    tracker children's `log_model` and run close are done; evaluate, started at once, waits
+    for them: its test metrics land on the logged model, and the run ends FINISHED."""
+    from ml_project.forkserver import runtime_dir
+
+    set_params(repo, {"models.hgb.max_iter": 25})
+    log = tmp_path / "stages.log"
+    with open(log, "w") as out:
+        for stage in ("train", "evaluate"):
+            subprocess.run(
+                [sys.executable, f"stages/{stage}.py"],
+                cwd=repo,
+                env=project_env(),
+                stdout=out,
+                stderr=out,
+                check=True,
+            )
+    ids = json.loads((repo / "models/run_ids.json").read_text())
+    client = mlflow_client(f"sqlite:///{repo / 'mlflow.db'}")
+    run = client.get_run(ids["mlflow"])
+    (model,) = [
+        m
+        for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])
+        if m.source_run_id == run.info.run_id
+    ]
+    assert {"test/accuracy", "val/f1"} <= {m.key for m in model.metrics}
+    assert run.info.status == "FINISHED"
+    (train_run, eval_run) = [r for r in wandb_runs(repo) if r["id"] == ids["wandb"]]
+    assert (f"model-{ids['wandb']}", "model") in train_run["artifacts"]
+    assert "warning: tracker" not in log.read_text()
+    locks = runtime_dir().glob(f"run-*-{ids['mlflow']}.lock")  # type: ignore[union-attr]
+    assert list(locks) == []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

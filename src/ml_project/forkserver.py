@@ -76,6 +76,17 @@ PRELOAD = (
     "skl2onnx",
     "torch",
     "dvclive",
+    # What dvclive's `Live()` imports to find the DVC repository and experiment (0.3 s).
+    "dvc.repo",
+    "dvc.repo.experiments",
+    "dvc.repo.metrics.show",
+    "dvc.repo.params.show",
+    "dvc.repo.plots",
+    "dvc.stage",
+    "dvc.output",
+    "scmrepo.git",
+    "dulwich.porcelain",
+    "dvc_data.index",
     "mlflow",
     "mlflow.pyfunc",
     "mlflow.sklearn",
@@ -83,6 +94,13 @@ PRELOAD = (
     "mlflow.tracking",
     "mlflow.store.tracking.sqlalchemy_store",
     "wandb",
+    # What the first `wandb.init` and `log_artifact` of each process import (1.5 s): the job
+    # inputs check of every run, the public API behind it, and the OTLP metrics exporter.
+    "wandb.sdk.launch.inputs.internal",
+    "wandb.apis.public",
+    "wandb.sdk.artifacts.artifact",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
 )
 # Caches filled once in the server, so each child has them: MLflow's map of installed
 # distributions, which `log_model` builds by reading every package's file list (1.4 s).

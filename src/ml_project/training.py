@@ -112,7 +112,9 @@ def run(
     }
     if not is_main_process():  # torchrun: rank 0 alone logs and writes
         return fit(config, manifest, Trackers([]), data_dir, CHECKPOINT_PATH)
-    with open_trackers(config.tracking, RunInfo(stage="train")) as trackers:
+    # hand_off: the trackers' last calls (log_model, closing the run) finish after this stage
+    # exits; evaluate, which joins the run, waits for them (tracking/child.py).
+    with open_trackers(config.tracking, RunInfo(stage="train", hand_off=True)) as trackers:
         trackers.set_tags(tags)
         trackers.log_params(config.run_params())
         result = fit(config, manifest, trackers, data_dir, CHECKPOINT_PATH)

@@ -55,6 +55,9 @@ class RunInfo:
     # None: start new runs. A dict (tracker name -> run id): attach to an earlier stage's runs.
     join: dict[str, str] | None = None
     name: str = field(default_factory=lambda: run_name())
+    # Return from a successful close without waiting for the trackers' last calls (train: the
+    # stage that joins next waits for them instead; see tracking/child.py).
+    hand_off: bool = False
 
 
 def repo_root() -> Path:
@@ -332,7 +335,10 @@ def open_trackers(params: TrackingParams, run: RunInfo) -> Trackers:
                 from ml_project.tracking.child import ChildTracker, can_fork
 
                 if can_fork():
-                    start = ChildTracker(name, start).started
+                    joined = (run.join or {}).get(name)
+                    after = (name, joined) if joined else None
+                    hand_off = run.hand_off and not params.strict
+                    start = ChildTracker(name, start, after, hand_off).started
             fanout.trackers.append(BackgroundTracker(name, start))
             continue
         try:

@@ -18,6 +18,7 @@ class WandbTracker:
     name = "wandb"
     required = False
     in_child = True  # start (imports, store, service) in a forked process: see child.py
+    needs_model = False  # log_model uploads the file; the child need not load the model
 
     def __init__(self, run):
         self.run = run
