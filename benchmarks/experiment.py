@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ml_project import forkserver  # noqa: E402
-from tests.helpers.project import make_project, project_environ, set_params, sh  # noqa: E402
+from tests.helpers.project import (  # noqa: E402
+    make_project,
+    project_env,
+    project_environ,
+    set_params,
+    sh,
+)
 
 SWEEP_SIZE = 4
 BARE_STAGE = "python -c \"open('{out}', 'w').write(open('{dep}').read() + '{name}')\""
@@ -140,10 +147,17 @@ def wait_for_server(seconds: float = 120) -> None:
 
 
 def sweep(repo: Path, rates: list[float], jobs: int) -> None:
+    """The sweep command, timed until it exits, as at a terminal. Its output goes to a file:
+    the queue workers it starts inherit its stdout and linger a few seconds after the last
+    experiment, and reading a pipe would wait for them."""
     values = ",".join(f"{r:g}" for r in rates)
     cmd = [sys.executable, "-m", "ml_project.sweeps", "run", "-S"]
-    out = sh([*cmd, f"models.hgb.learning_rate={values}", "-j", str(jobs)], repo).stdout
-    assert f"{len(rates)} of {len(rates)} succeeded" in out, out
+    with tempfile.TemporaryFile("w+") as out:
+        args = [*cmd, f"models.hgb.learning_rate={values}", "-j", str(jobs)]
+        subprocess.run(args, cwd=repo, env=project_env(), stdout=out, stderr=out, check=False)
+        out.seek(0)
+        text = out.read()
+    assert f"{len(rates)} of {len(rates)} succeeded" in text, text
 
 
 def main() -> None:

@@ -266,7 +266,7 @@ def _total_epochs(repo: Path, study_name: str) -> tuple[int, int]:
 def test_pruning_cuts_the_epochs_trained_against_the_same_search_without_it(untracked_repo):
     set_params(untracked_repo, {"tracking.optuna.enabled": True})
     body = {
-        "trials": 6,
+        "trials": 4,
         "space": {
             "model": "mlp",
             "models.mlp.max_epochs": 12,

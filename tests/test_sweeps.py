@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -336,6 +337,27 @@ def test_the_example_notebook_runs_a_sweep(built, tmp_path):
     html = next(o for o in outputs if o.output_type == "execute_result")["data"]["text/html"]
     assert "t1" in html and "t2" in html and "success" in html
     assert_sweep_complete(repo, ["t1", "t2"], trackers=False)
+
+
+def test_the_supervisor_wakes_when_a_task_result_appears(tmp_path):
+    """Between queue polls the sweep watches celery's result files: it sees an experiment end
+    within a fraction of a second instead of the poll interval, and sleeps it out otherwise."""
+    results = tmp_path / dvc_queue.RESULTS_DIR
+    results.mkdir(parents=True)
+    began = time.monotonic()
+    dvc_queue.wait_for_change(tmp_path, 0.6)
+    assert time.monotonic() - began >= 0.6  # nothing happened: the full interval
+
+    def finish() -> None:
+        time.sleep(0.3)
+        (results / "celery-task-meta-1").write_text("{}")
+
+    writer = threading.Thread(target=finish)
+    began = time.monotonic()
+    writer.start()
+    dvc_queue.wait_for_change(tmp_path, 30)
+    writer.join()
+    assert 0.3 <= time.monotonic() - began < 5
 
 
 def test_notebook_is_stored_without_outputs():

@@ -26,6 +26,7 @@ from ml_project.search import queue as Q
 from ml_project.search import space as S
 from ml_project.search import study as St
 from ml_project.search.presets import PRUNERS, SAMPLERS, SearchPreset, load_search
+from ml_project.sweeps import dvc_queue
 from ml_project.tracking.optuna_tracker import ENV_STORAGE
 
 if TYPE_CHECKING:
@@ -420,7 +421,7 @@ def _wait(search: Search, progress: bool, poll_seconds: float) -> None:
             bar.set_postfix_str(f"running: {running}, pruned: {pruned}, failed: {failed}")
             if not busy:
                 return
-            time.sleep(poll_seconds)
+            dvc_queue.wait_for_change(search.root, poll_seconds)  # early when a trial ends
 
 
 def _finished():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,4 +132,4 @@ def _wait(
                 on_poll(tasks)
             if not busy:
                 return
-            time.sleep(poll_seconds)
+            dvc_queue.wait_for_change(sweep.root, poll_seconds)
