@@ -250,7 +250,7 @@ class Search:
                 pass
             if self.active:
                 Q.ensure_workers(queue, self.root, self.jobs)
-            status = queue.status()
+            status = queue.status(self.active)
             now = time.monotonic()
             for rev, run in list(self.active.items()):
                 state = status.get(rev, "Queued")

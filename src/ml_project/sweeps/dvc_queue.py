@@ -128,9 +128,40 @@ class Queue:
         """Start workers up to `count`; how many were started."""
         return self._queue.start_workers(count)
 
-    def status(self) -> dict[str, str]:
-        """Queue entry -> `Queued`, `Running`, `Success` or `Failed`."""
-        return {s["rev"]: s["status"] for s in self._queue.status()}
+    def status(self, revs: Iterable[str] | None = None) -> dict[str, str]:
+        """Queue entry -> `Queued`, `Running`, `Success` or `Failed`, for the entries `revs`
+        (default: all).
+
+        What `dvc queue status` reports, in one pass over the queue. DVC's own `status()` reads
+        every finished entry's result once per finished entry (quadratic in the queue's
+        history: 0.2 s a poll after 40 experiments, seconds after hundreds), and all of them
+        for a sweep that asks about its own few.
+        """
+        from celery.result import AsyncResult
+
+        queue, wanted = self._queue, None if revs is None else set(revs)
+        found = {
+            e.stash_rev: "Queued"
+            for e in queue.iter_queued()
+            if wanted is None or e.stash_rev in wanted
+        }
+        for msg, entry in queue._iter_processed():
+            rev = entry.stash_rev
+            if wanted is not None and rev not in wanted:
+                continue
+            task = AsyncResult(msg.headers["id"], app=queue.celery)
+            if not task.ready():
+                found[rev] = "Running"
+                continue
+            try:
+                result = queue._load_info(rev).result
+            except FileNotFoundError:
+                result = None
+            if result is None:
+                found[rev] = "Failed"
+            elif result.exp_hash and result.ref_info:
+                found[rev] = "Success"
+        return found
 
     def names(self) -> set[str]:
         """Names of the queued, running and failed entries."""
@@ -184,7 +215,7 @@ class Queue:
                         queue._mark_inactive_tasks_failure({active[rev]: rev})
                 with contextlib.suppress(Exception):
                     queue.remove([rev])
-            left &= set(self.status())
+            left &= set(self.status(left))
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(1.0)

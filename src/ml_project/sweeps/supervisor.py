@@ -87,7 +87,7 @@ class Sweep:
     def poll(self, say: Say) -> bool:
         """Update every task; True while any is unfinished."""
         with dvc_queue.open_queue(self.root) as queue:
-            status = queue.status()
+            status = queue.status(t.rev for t in self.tasks if not t.done)
             workers = len(dvc_queue.worker_pids(self.root))
             settled = time.monotonic() - self.workers_started > WORKER_START_SECONDS
             for task in self.tasks:
