@@ -33,7 +33,7 @@ promote: install ## Register an experiment's model: MLflow version + alias champ
 test: install ## Lint, type-check and run the whole test suite (real DVC pipelines, sweeps, templates)
 	ruff check .
 	mypy
-	python -m pytest -n 2 --dist loadfile
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: install ## The edit loop: unit and contract tests, no real pipelines (-m "not slow")
 	python -m pytest -m "not slow" -q -n 2

@@ -1,4 +1,5 @@
-"""Fixtures only: tiny in-memory data, and real copies of the project in temporary git repos.
+"""Fixtures only: tiny in-memory data, and real copies of the project in temporary git repos;
+and the order test files are handed to xdist's workers.
 
 The building blocks live in tests/helpers/ (import them from there).
 """
@@ -13,6 +14,27 @@ import pytest
 
 from tests.helpers.data import messy_frame
 from tests.helpers.project import make_project, set_params, sh
+
+# Files whose few tests run longest (real searches, sweeps, generated projects; `--durations`),
+# longest first. `make test` hands whole files to its 2 workers (`--dist loadfile`) in
+# collection order (`--no-loadscope-reorder`; xdist's default order, most tests first, handed
+# these out last, so one worker ran the last of them alone for minutes while the other idled).
+LONGEST_FIRST = (
+    "tests/test_search_real.py",
+    "tests/test_sweeps.py",
+    "tests/template/test_generated_projects.py",
+    "tests/test_promote.py",
+    "tests/test_pipeline.py",
+    "tests/test_workspace_guard.py",
+    "tests/test_tracking_real.py",
+    "tests/test_versions.py",
+    "tests/test_torch_pipeline.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: k for k, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
 
 
 @pytest.fixture

@@ -113,8 +113,10 @@ def run(
     if not is_main_process():  # torchrun: rank 0 alone logs and writes
         return fit(config, manifest, Trackers([]), data_dir, CHECKPOINT_PATH)
     # hand_off: the trackers' last calls (log_model, closing the run) finish after this stage
-    # exits; evaluate, which joins the run, waits for them (tracking/child.py).
-    with open_trackers(config.tracking, RunInfo(stage="train", hand_off=True)) as trackers:
+    # exits; evaluate, which joins the run, waits for them (tracking/child.py). Not under
+    # torchrun, whose agent may end what its ranks leave running.
+    hand_off = "TORCHELASTIC_RUN_ID" not in os.environ
+    with open_trackers(config.tracking, RunInfo(stage="train", hand_off=hand_off)) as trackers:
         trackers.set_tags(tags)
         trackers.log_params(config.run_params())
         result = fit(config, manifest, trackers, data_dir, CHECKPOINT_PATH)
