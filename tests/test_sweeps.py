@@ -267,6 +267,13 @@ def test_a_failure_stays_alone_and_killed_experiments_are_retried(sk_sweep):
     assert_sweep_complete(repo, ["t1", "t3"], trackers=False, failed=["t2"])
     logs = sh("dvc queue logs t2", repo).stdout
     assert "error: params.yaml: models.linear.alpha: Input should be greater than 0" in logs
+    # The one-pass status the sweep polls with says what DVC's own status() says, failures
+    # included, and only about the entries asked for.
+    with project_environ(), dvc_queue.open_queue(repo) as queue:
+        theirs = {s["rev"]: s["status"] for s in queue._queue.status()}
+        assert queue.status() == theirs and "Failed" in theirs.values()
+        some = sorted(theirs)[:2]
+        assert queue.status(some) == {rev: theirs[rev] for rev in some}
 
 
 @pytest.mark.slow

@@ -473,3 +473,25 @@ def test_logged_requirements_follow_the_model_s_own_types():
         "numpy",
         "pandas",
     ]
+
+
+def test_a_database_store_nothing_listens_at_fails_in_seconds_naming_it():
+    """MLflow would retry creating its engine for ~200 s; the tracker fails at once, with the
+    store's URI (password redacted) in its one line. File and HTTP stores are not probed."""
+    from ml_project.tracking import TrackerError
+    from ml_project.tracking.mlflow_tracker import MlflowTracker, reachable
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    uri = f"postgresql://search:s3cret@127.0.0.1:{port}/mlflow"
+    began = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"cannot reach 127.0.0.1:{port}"):
+        reachable(uri)
+    params = TrackingParams(mlflow={"tracking_uri": uri})
+    with pytest.raises(TrackerError) as failed:
+        MlflowTracker.from_params(params, RunInfo(stage="train", name="x"))
+    assert time.monotonic() - began < 30
+    assert "s3cret" not in str(failed.value) and f"127.0.0.1:{port}" in str(failed.value)
+    for other in ("sqlite:///mlflow.db", "http://127.0.0.1:1", "file:///tmp/mlruns"):
+        assert reachable(other) is None

@@ -117,11 +117,17 @@ KEY_VARS = (
 _HEADER = struct.Struct("!I")
 
 
+def under_torchrun(environ=None) -> bool:
+    """Whether this process is one of torchrun's ranks (it sets these for each)."""
+    environ = os.environ if environ is None else environ
+    return "LOCAL_RANK" in environ or "TORCHELASTIC_RUN_ID" in environ
+
+
 def enabled(environ=None) -> bool:
     environ = os.environ if environ is None else environ
     if environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    if is_child(environ) or "LOCAL_RANK" in environ or "TORCHELASTIC_RUN_ID" in environ:
+    if is_child(environ) or under_torchrun(environ):
         return False
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 

@@ -20,6 +20,7 @@ from ml_project.cv import cross_validate
 from ml_project.data import PROCESSED_DIR, Manifest, load_split, read_manifest
 from ml_project.errors import ParamsError
 from ml_project.fitting import TrainConfig, TrainResult, fit_one, training_failed
+from ml_project.forkserver import under_torchrun
 from ml_project.models import parse_models
 from ml_project.params import DataParams, TrackingParams, TrainParams, read_params, section
 from ml_project.persistence import MODEL_PATH, save_native
@@ -115,8 +116,8 @@ def run(
     # hand_off: the trackers' last calls (log_model, closing the run) finish after this stage
     # exits; evaluate, which joins the run, waits for them (tracking/child.py). Not under
     # torchrun, whose agent may end what its ranks leave running.
-    hand_off = "TORCHELASTIC_RUN_ID" not in os.environ
-    with open_trackers(config.tracking, RunInfo(stage="train", hand_off=hand_off)) as trackers:
+    run_info = RunInfo(stage="train", hand_off=not under_torchrun())
+    with open_trackers(config.tracking, run_info) as trackers:
         trackers.set_tags(tags)
         trackers.log_params(config.run_params())
         result = fit(config, manifest, trackers, data_dir, CHECKPOINT_PATH)

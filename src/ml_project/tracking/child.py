@@ -69,8 +69,12 @@ def _hold(path: Path | None):
         return None
     try:
         handle = open(path, "w")  # noqa: SIM115 - held until the process exits
+    except OSError:
+        return None
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
     except OSError:
+        handle.close()
         return None
     return handle
 
