@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 
 from ml_project.tracking import TrackerError
-from ml_project.tracking.child import ChildTracker, run_lock, wait_for_run
+from ml_project.tracking.child import ChildTracker, can_fork, run_lock, wait_for_run
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(__import__("os"), "fork"), reason="tracker children need fork"
-)
+pytestmark = pytest.mark.skipif(not can_fork(), reason="tracker children run only on Linux")
 
 SLOW = 1.5  # seconds log_model takes
 
