@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """\
-import json, os, sys, time
+import gc, json, os, sys, time
 import _bootstrap  # noqa: F401
 import ml_project, ml_project.probe_value
 from threadpoolctl import threadpool_info
@@ -34,6 +34,7 @@ if mode == "report":
         "argv": sys.argv,
         "pools": sorted({p["num_threads"] for p in threadpool_info()}),
         "stdin": sys.stdin.read(),
+        "frozen": gc.get_freeze_count(),
     }))
     print("to stderr", file=sys.stderr)
 elif mode == "fail":
@@ -138,6 +139,9 @@ def test_a_served_stage_runs_this_workspaces_code_with_the_stages_stdio(project)
     assert seen["stdin"] == "rows on stdin"
     assert seen["pid"] != int(seen["stage_pid"])  # a forked child did the work
     assert result.stderr.strip() == "to stderr"
+    # The preloaded modules' objects are out of the collector's sight: a child's full
+    # collection does not walk (and un-share) the server's heap.
+    assert seen["frozen"] > 10_000
 
 
 def test_the_thread_budget_resizes_the_pools_the_server_loaded(project):

@@ -81,6 +81,10 @@ def test_exp_run_switches_model(untracked_repo):
     test = read_json(untracked_repo / "evaluation/metrics.json")["test"]
     assert exp["test.f1"] == pytest.approx(test["f1"], rel=1e-12)
     assert exp["step"] == curve["step"]
+    # dvc.yaml declares every file dvclive writes, so nothing is left for `git add` (the
+    # dvclive tracker skips dvclive's own end-of-run `git add` of undeclared files).
+    status = sh("git status --porcelain --untracked-files=all", untracked_repo).stdout
+    assert [line for line in status.splitlines() if line.startswith("??")] == []
 
 
 def test_regression_on_bundled_diabetes(untracked_repo):
