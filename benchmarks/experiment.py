@@ -11,7 +11,10 @@ Per repeat, in this order:
 - default without the fork server (`ML_PROJECT_FORKSERVER=0`): each stage imports everything;
 - in-process: train + evaluate + export called as functions in one warm process (imports
   paid once, trackers off): the work itself;
-- sweep -j 1 and sweep -j 2: 4 default experiments through the sweep command.
+- sweep -j 1 and sweep -j 2: 4 default experiments through the sweep command;
+- DVC queue -j 1 and -j 2: 4 bare experiments queued (`dvc exp run --queue`) and run by
+  `dvc queue start -j N`, timed until the 4th experiment is collected: the -j 2 speed-up
+  DVC's own queue reaches on this machine with stages that do nothing.
 
 Every repeat uses new param values, so nothing is restored from DVC's run-cache. Reported:
 the median seconds per experiment, its ratio to the bare floor, the -j 2 speed-up over -j 1,
@@ -160,13 +163,43 @@ def sweep(repo: Path, rates: list[float], jobs: int) -> None:
     assert f"{len(rates)} of {len(rates)} succeeded" in text, text
 
 
+def _experiment_refs(repo: Path) -> int:
+    out = subprocess.run(
+        ["git", "for-each-ref", "refs/exps/"], cwd=repo, capture_output=True, text=True
+    ).stdout
+    return len(out.splitlines())
+
+
+def bare_queue(repo: Path, values: list[int], jobs: int) -> None:
+    """DVC's own queue: queue the bare experiments, start `jobs` workers, wait until all are
+    collected (refs/exps), then until the workers have left (untimed: they idle out)."""
+    before = _experiment_refs(repo)
+    for value in values:
+        sh(f"dvc exp run --queue -S x={value}", repo)
+    sh(f"dvc queue start -j {jobs}", repo)
+    deadline = time.monotonic() + 600
+    while _experiment_refs(repo) < before + len(values):
+        if time.monotonic() > deadline:
+            status = sh("dvc queue status", repo).stdout
+            raise SystemExit(f"the bare queue did not finish: {status}")
+        time.sleep(0.1)
+
+
+def _wait_workers_gone(repo: Path) -> None:
+    while any(
+        "queue-worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(repo)
+        for p in psutil.process_iter(["cmdline", "cwd"])
+    ):
+        time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="rounds of every method")
     args = parser.parse_args()
     times: dict[str, list[float]] = {}
     peaks: dict[str, int] = {}
-    per_exp = {"sweep -j 1": SWEEP_SIZE, "sweep -j 2": SWEEP_SIZE}
+    per_exp = {f"{m} -j {j}": SWEEP_SIZE for m in ("sweep", "DVC queue, bare") for j in (1, 2)}
 
     def record(name: str, result: tuple[float, int]) -> None:
         seconds, peak = result
@@ -201,6 +234,11 @@ def main() -> None:
             for jobs in (1, 2):
                 rates = [rate + 0.0001 * (i + 1) + 0.00001 * jobs for i in range(SWEEP_SIZE)]
                 record(f"sweep -j {jobs}", timed(lambda r=rates, j=jobs: sweep(project, r, j)))
+            for jobs in (1, 2):
+                xs = [1000 * (k + 1) + 10 * jobs + i for i in range(SWEEP_SIZE)]
+                run = timed(lambda x=xs, j=jobs: bare_queue(bare, x, j))
+                record(f"DVC queue, bare -j {jobs}", run)
+                _wait_workers_gone(bare)
 
         server = forkserver.server_pid()
         if server is not None:
@@ -220,6 +258,9 @@ def main() -> None:
         print(f"| {name} | {per:.2f} | {per / floor:.1f}x | {mib:.0f} |")
     j1, j2 = statistics.median(times["sweep -j 1"]), statistics.median(times["sweep -j 2"])
     print(f"\n-j 2 speed-up over -j 1: {j1 / j2:.2f}x (target >= 1.7x on 2 cores)")
+    q1 = statistics.median(times["DVC queue, bare -j 1"])
+    q2 = statistics.median(times["DVC queue, bare -j 2"])
+    print(f"DVC's own queue, stages that do nothing: -j 2 speed-up {q1 / q2:.2f}x")
     if server is not None:
         print(f"fork server (imports shared by every stage it forks): {server_mib:.0f} MiB RSS")
     default = statistics.median(times["default experiment, trackers on"])

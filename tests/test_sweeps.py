@@ -367,6 +367,17 @@ def test_the_supervisor_wakes_when_a_task_result_appears(tmp_path):
     assert 0.3 <= time.monotonic() - began < 5
 
 
+def test_a_held_queue_serves_every_poll_inside_and_closes_after(tmp_path):
+    """The sweep and the search hold one queue (one DVC Repo) open while they poll."""
+    sh("git init -q && dvc init -q", tmp_path)
+    with dvc_queue.held(tmp_path) as queue:
+        with dvc_queue.open_queue(tmp_path) as inner:
+            assert inner is queue
+        assert queue.status() == {}
+    with dvc_queue.open_queue(tmp_path) as after:
+        assert after is not queue
+
+
 def test_notebook_is_stored_without_outputs():
     notebook = json.loads((ROOT / "notebooks/sweep.ipynb").read_text())
     code = [c for c in notebook["cells"] if c["cell_type"] == "code"]

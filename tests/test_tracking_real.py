@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -152,6 +154,7 @@ def mlflow_server(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=project_env(),
+        start_new_session=True,  # its web server's processes too, for the teardown's signal
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -165,8 +168,12 @@ def mlflow_server(tmp_path):
                 raise RuntimeError("mlflow server did not start") from None
             time.sleep(0.5)
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:  # its graceful shutdown waits ~9 s on idle connections
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 def test_runs_land_on_a_real_mlflow_server(repo, mlflow_server):

@@ -6,9 +6,12 @@ the same workspace rewrites the first run's params and then fails on the lock.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import time
 
+import psutil
 import pytest
 import yaml
 
@@ -81,7 +84,7 @@ def test_a_second_exp_run_in_the_same_workspace_fails_the_first_instead_of_mixin
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git commit -qam 'trackers off'", repo)
     first = subprocess.Popen(
-        "dvc exp run -S model=mlp -S models.mlp.max_epochs=2000 -S models.mlp.patience=0",
+        "dvc exp run -S model=mlp -S models.mlp.max_epochs=300 -S models.mlp.patience=0",
         shell=True, cwd=repo, env=project_env(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -97,7 +100,17 @@ def test_a_second_exp_run_in_the_same_workspace_fails_the_first_instead_of_mixin
     while not (repo / "checkpoints" / "train.pt").exists():
         assert first.poll() is None and time.monotonic() < deadline, "train never checkpointed"
         time.sleep(0.1)
-    second = sh("dvc exp run -S models.mlp.lr=0.01", repo, check=False)
+    # Paused while the second run rewrites params.yaml: the first is certainly still training
+    # then, however slow the machine, and trains only a few seconds after.
+    training = _train_processes(repo)
+    assert training, "the first run's train stage ended before it could be paused"
+    for proc in training:
+        proc.suspend()
+    try:
+        second = sh("dvc exp run -S models.mlp.lr=0.01", repo, check=False)
+    finally:
+        for proc in training:
+            proc.resume()
     assert second.returncode != 0  # DVC's lock
     assert "lr: 0.01" in (repo / "params.yaml").read_text()  # ... taken after the rewrite
     output.append(first.stdout.read())
@@ -105,3 +118,23 @@ def test_a_second_exp_run_in_the_same_workspace_fails_the_first_instead_of_mixin
     text = "".join(output)
     assert "error: params.yaml: changed while this stage ran" in text, text
     assert sh("dvc exp list --name-only", repo).stdout.strip() == ""  # nothing recorded
+
+
+def _train_processes(repo) -> list[psutil.Process]:
+    """The train stage's processes working in `repo`: `python stages/train.py` and, when the
+    fork server runs it, the server's child (a fork of a fork of the server: its parent and
+    grandparent carry the server's command line too; the server itself does not work here)."""
+
+    def served(proc: psutil.Process) -> bool:
+        chain = [proc, *proc.parents()[:2]]
+        return len(chain) == 3 and all("forkserver" in " ".join(p.cmdline()) for p in chain)
+
+    where, found = os.path.realpath(repo), []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmd, cwd = " ".join(proc.info["cmdline"] or []), proc.info["cwd"]
+        if not cwd or os.path.realpath(cwd) != where:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if "stages/train.py" in cmd or ("forkserver" in cmd and served(proc)):
+                found.append(proc)
+    return found

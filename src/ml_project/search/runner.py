@@ -393,7 +393,7 @@ def run_search(
         f"study '{study_name}' in {St.shown(url)}: {direction} val.{metric}, {kind} sampler, "
         f"budget {budget} trial(s), {jobs} at a time here"
     )
-    with contextlib.chdir(root), thread_budget(jobs), _trial_env(env):
+    with contextlib.chdir(root), thread_budget(jobs), _trial_env(env), dvc_queue.held(root):
         _wait(search, progress, poll_seconds)
     return results(root, base, search)
 

@@ -70,7 +70,7 @@ def run_sweep(
         root, [Task(n, p) for n, p in zip(names, points, strict=True)], jobs, retries, timeout
     )
     # DVC resolves the params file of `-S` against the working directory, not the repo.
-    with contextlib.chdir(root), thread_budget(jobs):
+    with contextlib.chdir(root), thread_budget(jobs), dvc_queue.held(root):
         sweep.start()
         _wait(sweep, say, progress, poll_seconds, on_poll)
         sweep.forget_abandoned(say)

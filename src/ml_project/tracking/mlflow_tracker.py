@@ -173,6 +173,7 @@ class MlflowTracker:
         from ml_project.persistence import trusted_types
 
         method, output = serving_output(model, input_example)
+        types = trusted_types(path)  # what the file holds, read once (a walk of its tree)
         # log_model links the run's metrics logged at `step` to the model: the final ones.
         self.buffer.flush()
         mlflow.set_tracking_uri(self.uri)
@@ -183,9 +184,9 @@ class MlflowTracker:
                 signature=infer_signature(input_example, output),
                 input_example=input_example,
                 pyfunc_predict_fn=method,
-                skops_trusted_types=trusted_types(path),
+                skops_trusted_types=types,
                 code_paths=[str(Path(__file__).resolve().parents[1])],
-                pip_requirements=_pip_requirements(model_packages(trusted_types(path))),
+                pip_requirements=_pip_requirements(model_packages(types)),
                 step=self.last_step,
             )
 
