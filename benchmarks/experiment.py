@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ml_project import forkserver  # noqa: E402
+from ml_project.sweeps.dvc_queue import experiment_commits, worker_pids  # noqa: E402
 from tests.helpers.project import (  # noqa: E402
     make_project,
     project_env,
@@ -163,33 +164,27 @@ def sweep(repo: Path, rates: list[float], jobs: int) -> None:
     assert f"{len(rates)} of {len(rates)} succeeded" in text, text
 
 
-def _experiment_refs(repo: Path) -> int:
-    out = subprocess.run(
-        ["git", "for-each-ref", "refs/exps/"], cwd=repo, capture_output=True, text=True
-    ).stdout
-    return len(out.splitlines())
-
-
 def bare_queue(repo: Path, values: list[int], jobs: int) -> None:
-    """DVC's own queue: queue the bare experiments, start `jobs` workers, wait until all are
-    collected (refs/exps), then until the workers have left (untimed: they idle out)."""
-    before = _experiment_refs(repo)
+    """DVC's own queue: queue the bare experiments, start `jobs` workers, and wait until every
+    experiment is collected (its ref under refs/exps); the workers idle out after, untimed."""
+    before = len(experiment_commits(repo))
     for value in values:
         sh(f"dvc exp run --queue -S x={value}", repo)
     sh(f"dvc queue start -j {jobs}", repo)
     deadline = time.monotonic() + 600
-    while _experiment_refs(repo) < before + len(values):
+    while len(experiment_commits(repo)) < before + len(values):
         if time.monotonic() > deadline:
             status = sh("dvc queue status", repo).stdout
             raise SystemExit(f"the bare queue did not finish: {status}")
         time.sleep(0.1)
 
 
-def _wait_workers_gone(repo: Path) -> None:
-    while any(
-        "queue-worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(repo)
-        for p in psutil.process_iter(["cmdline", "cwd"])
-    ):
+def _wait_workers_gone(repo: Path, seconds: float = 120) -> None:
+    """Until the queue's workers have exited, so the next method runs on a quiet machine."""
+    deadline = time.monotonic() + seconds
+    while worker_pids(repo):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"queue workers of {repo} still running after {seconds:g} s")
         time.sleep(0.5)
 
 

@@ -373,6 +373,10 @@ def test_a_held_queue_serves_every_poll_inside_and_closes_after(tmp_path):
     with dvc_queue.held(tmp_path) as queue:
         with dvc_queue.open_queue(tmp_path) as inner:
             assert inner is queue
+        with dvc_queue.held(tmp_path) as nested:  # a second hold leaves the first one's
+            assert nested is queue
+        with dvc_queue.open_queue(tmp_path) as inner:
+            assert inner is queue
         assert queue.status() == {}
     with dvc_queue.open_queue(tmp_path) as after:
         assert after is not queue

@@ -372,12 +372,12 @@ def push_experiment(name: str, repo: Path | str = ".") -> str:
 
 def _processed_dir(root: Path, rev: str) -> str | None:
     """The DVC hash of data/processed at `rev` (dvc.lock): what train used, else what etl made."""
-    import yaml
+    from ml_project.params import load_yaml
 
     proc = git(root, "show", f"{rev}:dvc.lock", check=False)
     if proc.returncode != 0:
         return None
-    stages = (yaml.safe_load(proc.stdout) or {}).get("stages", {})
+    stages = (load_yaml(proc.stdout) or {}).get("stages", {})
     entries = [*(stages.get("train") or {}).get("deps", [])]
     entries += (stages.get("etl") or {}).get("outs", [])
     return next((e.get("md5") for e in entries if e.get("path") == "data/processed"), None)

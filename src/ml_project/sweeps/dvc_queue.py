@@ -7,7 +7,7 @@ failed whose worker is gone. This module wraps the private pieces a sweep needs
 pid files and the `refs/exps` layout) behind a small API, and refuses to run on any other
 DVC minor version, whose internals may differ:
 
-    with open_queue(root) as queue:
+    with open_queue(root) as queue:  # or held(root): one queue for every open_queue inside
         rev = queue.queue("t1", ["model=rf"])
         queue.start_workers(2)
         queue.status()               # {rev: "Queued" | "Running" | "Success" | "Failed"}
@@ -91,7 +91,7 @@ def worker_pids(root: Path) -> list[int]:
 RESULTS_DIR = ".dvc/tmp/exps/celery/result"
 
 
-def _results(root: Path) -> int:
+def _results_changed(root: Path) -> int:
     """The result folder's change time: a task's result is a new file in it, however many
     results earlier experiments left there."""
     try:
@@ -104,10 +104,10 @@ def wait_for_change(root: Path, seconds: float, step: float = 0.25) -> None:
     """Sleep up to `seconds`, returning early once a queued task ends: a poll of the queue
     costs ~0.2 s of CPU (a DVC `Repo` and celery's view), a look at the result files
     almost nothing, so the supervisor sees an experiment end within `step`."""
-    before, deadline = _results(root), time.monotonic() + seconds
+    before, deadline = _results_changed(root), time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(min(step, max(0.0, deadline - time.monotonic())))
-        if _results(root) != before:
+        if _results_changed(root) != before:
             return
 
 
@@ -250,6 +250,9 @@ def held(root: Path) -> Iterator[Queue]:
     """One queue for every `open_queue(root)` inside: a supervisor polling every few seconds
     otherwise opens a DVC `Repo` each time (~0.15 s of CPU, taken from the experiments it
     watches). Everything a poll asks is read from disk, so nothing it sees goes stale."""
+    if root in _HELD:  # held already, by a caller: theirs to close
+        yield _HELD[root]
+        return
     with open_queue(root) as queue:
         _HELD[root] = queue
         try:
