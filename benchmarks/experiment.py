@@ -12,6 +12,9 @@ Per repeat, in this order:
 - in-process: train + evaluate + export called as functions in one warm process (imports
   paid once, trackers off): the work itself;
 - sweep -j 1 and sweep -j 2: 4 default experiments through the sweep command;
+- CPU-bound work in 1 and in 2 processes at once: the parallel speed-up of the cores
+  themselves, the ceiling of any -j 2 speed-up (a virtual machine's 2 cores may share a
+  physical one, or its host);
 - DVC queue -j 1 and -j 2: 4 bare experiments queued (`dvc exp run --queue`) and run by
   `dvc queue start -j N`, timed until the 4th experiment is collected: the -j 2 speed-up
   DVC's own queue reaches on this machine with stages that do nothing.
@@ -179,6 +182,18 @@ def bare_queue(repo: Path, values: list[int], jobs: int) -> None:
         time.sleep(0.1)
 
 
+# A fixed amount of pure-Python CPU work (~2.5 s on this machine), run in 1 or in 2 processes.
+SPIN = "s = 0\nfor i in range(30_000_000):\n    s += i * i"
+
+
+def spin(processes: int) -> None:
+    """`processes` copies of SPIN at once: with 2, the cores' own parallel speed-up is the
+    time of 2 copies in sequence (twice the time of 1) over the time of 2 at once."""
+    procs = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(processes)]
+    for proc in procs:
+        assert proc.wait() == 0
+
+
 def _wait_workers_gone(repo: Path, seconds: float = 120) -> None:
     """Until the queue's workers have exited, so the next method runs on a quiet machine."""
     deadline = time.monotonic() + seconds
@@ -229,6 +244,8 @@ def main() -> None:
             for jobs in (1, 2):
                 rates = [rate + 0.0001 * (i + 1) + 0.00001 * jobs for i in range(SWEEP_SIZE)]
                 record(f"sweep -j {jobs}", timed(lambda r=rates, j=jobs: sweep(project, r, j)))
+            for n in (1, 2):
+                record(f"CPU-bound work, {n} process(es)", timed(lambda n=n: spin(n)))
             for jobs in (1, 2):
                 xs = [1000 * (k + 1) + 10 * jobs + i for i in range(SWEEP_SIZE)]
                 run = timed(lambda x=xs, j=jobs: bare_queue(bare, x, j))
@@ -248,6 +265,8 @@ def main() -> None:
     print("| method | s per experiment | ratio to bare DVC | peak memory MiB |")
     print("|---|---:|---:|---:|")
     for name, values in times.items():
+        if name.startswith("CPU-bound"):
+            continue
         per = statistics.median(values)
         mib = peaks[name] / 2**20
         print(f"| {name} | {per:.2f} | {per / floor:.1f}x | {mib:.0f} |")
@@ -256,6 +275,9 @@ def main() -> None:
     q1 = statistics.median(times["DVC queue, bare -j 1"])
     q2 = statistics.median(times["DVC queue, bare -j 2"])
     print(f"DVC's own queue, stages that do nothing: -j 2 speed-up {q1 / q2:.2f}x")
+    c1 = statistics.median(times["CPU-bound work, 1 process(es)"])
+    c2 = statistics.median(times["CPU-bound work, 2 process(es)"])
+    print(f"the machine's own: 2 CPU-bound processes at once do {2 * c1 / c2:.2f}x the work of 1")
     if server is not None:
         print(f"fork server (imports shared by every stage it forks): {server_mib:.0f} MiB RSS")
     default = statistics.median(times["default experiment, trackers on"])

@@ -382,6 +382,30 @@ def test_a_held_queue_serves_every_poll_inside_and_closes_after(tmp_path):
         assert after is not queue
 
 
+def test_workers_are_started_by_number_only_where_none_runs(tmp_path):
+    """`start_workers` reads which workers run from their pid files and starts only the missing
+    numbers (DVC's own check asks celery and waits a second each time); once it returns, the
+    workers it started are seen, so a second call right after starts none twice."""
+    sh("git init -q && dvc init -q && git commit -q -m init", tmp_path)
+    with project_environ(), dvc_queue.open_queue(tmp_path) as queue:
+        assert queue.start_workers(1) == 1
+        first = dvc_queue.worker_pids(tmp_path)
+        assert len(first) == 1
+        assert queue.start_workers(2) == 1  # worker 1 runs: only worker 2 is started
+        assert queue.start_workers(2) == 0
+        both = dvc_queue.worker_pids(tmp_path)
+        assert len(both) == 2 and first[0] in both
+        for pid in both:  # an empty queue: they would idle out after 10 s
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while dvc_queue.worker_pids(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert dvc_queue.worker_pids(tmp_path) == []
+        assert queue.start_workers(1) == 1  # a dead worker's number is started again
+        for pid in dvc_queue.worker_pids(tmp_path):
+            os.kill(pid, signal.SIGTERM)
+
+
 def test_notebook_is_stored_without_outputs():
     notebook = json.loads((ROOT / "notebooks/sweep.ipynb").read_text())
     code = [c for c in notebook["cells"] if c["cell_type"] == "code"]

@@ -3,8 +3,8 @@
 DVC has no public API to supervise its queue: to queue one named experiment and get its
 queue entry back, read a task's process and log, find the worker processes, or mark a task
 failed whose worker is gone. This module wraps the private pieces a sweep needs
-(`Experiments.queue_one`, `celery_queue.proc`, `_mark_inactive_tasks_failure`, the worker
-pid files and the `refs/exps` layout) behind a small API, and refuses to run on any other
+(`Experiments.queue_one`, `celery_queue.proc`, `_spawn_worker`, `_mark_inactive_tasks_failure`,
+the worker pid files and the `refs/exps` layout) behind a small API, and refuses to run on any other
 DVC minor version, whose internals may differ:
 
     with open_queue(root) as queue:  # or held(root): one queue for every open_queue inside
@@ -80,11 +80,20 @@ def _alive(proc: dict) -> bool:
     return True
 
 
+def _workers(root: Path) -> dict[int, int]:
+    """Worker number -> pid, for the queue's worker processes that are alive, from their pid
+    files `dvc-exp-worker-<number>.json` (celery's own view of its workers can lag by seconds)."""
+    found = {}
+    for path in (root / WORKERS_DIR).glob("dvc-exp-worker-*.json"):
+        number, info = path.stem.rsplit("-", 1)[1], _read_json(path)
+        if number.isdigit() and _alive(info):
+            found[int(number)] = info["pid"]
+    return found
+
+
 def worker_pids(root: Path) -> list[int]:
-    """The pids of the queue's worker processes that are alive, from their pid files
-    (celery's own view of its workers can lag by seconds)."""
-    infos = [_read_json(p) for p in (root / WORKERS_DIR).glob("dvc-exp-worker-*.json")]
-    return [info["pid"] for info in infos if _alive(info)]
+    """The pids of the queue's worker processes that are alive."""
+    return list(_workers(root).values())
 
 
 # Celery's file result backend: a file per task appears (or changes) when the task ends.
@@ -127,8 +136,21 @@ class Queue:
         return entry.stash_rev
 
     def start_workers(self, count: int) -> int:
-        """Start workers up to `count`; how many were started."""
-        return self._queue.start_workers(count)
+        """Start workers 1 to `count`, those not running; how many were started.
+
+        What `dvc queue start -j count` does, without its check of which workers run: that
+        asks celery and waits a second for answers, every time. The pid files say it at once.
+        """
+        running = _workers(self.root)
+        missing = [number for number in range(1, count + 1) if number not in running]
+        for number in missing:
+            self._queue._spawn_worker(number)
+        # Each is spawned through a daemon process that writes its pid file a moment later:
+        # wait for them, so a check right after this sees them and does not start them twice.
+        deadline = time.monotonic() + 10
+        while not set(missing) <= set(_workers(self.root)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return len(missing)
 
     def status(self, revs: Iterable[str] | None = None) -> dict[str, str]:
         """Queue entry -> `Queued`, `Running`, `Success` or `Failed`, for the entries `revs`

@@ -13,7 +13,7 @@ from ml_project.errors import UserError
 from ml_project.sweeps import dvc_queue
 from ml_project.sweeps.grid import PARAMS_FILE, expand, grids_for, load_presets
 from ml_project.sweeps.names import names_for
-from ml_project.sweeps.report import results
+from ml_project.sweeps.report import preload, results
 from ml_project.sweeps.supervisor import Say, Sweep, Task
 
 if TYPE_CHECKING:
@@ -65,13 +65,13 @@ def run_sweep(
     say = _printer(progress)
     if dropped:
         say(f"skipping {dropped} grid point(s) that train the same model as an earlier one")
-    names = names_for(root, len(points), name)
-    sweep = Sweep(
-        root, [Task(n, p) for n, p in zip(names, points, strict=True)], jobs, retries, timeout
-    )
     # DVC resolves the params file of `-S` against the working directory, not the repo.
     with contextlib.chdir(root), thread_budget(jobs), dvc_queue.held(root):
+        names = names_for(root, len(points), name)
+        tasks = [Task(n, p) for n, p in zip(names, points, strict=True)]
+        sweep = Sweep(root, tasks, jobs, retries, timeout)
         sweep.start()
+        preload()
         _wait(sweep, say, progress, poll_seconds, on_poll)
         sweep.forget_abandoned(say)
         return results(root, sweep.tasks, base)
