@@ -34,6 +34,7 @@ def config(model: str, **train):
     raw["models"]["mlp"]["max_epochs"] = 6
     for name in ("voting", "stacking"):
         raw["models"][name]["members"] = {"linear": {}, "mlp": {"max_epochs": 6}}
+    raw["models"]["stacking"]["cv"] = 2  # the fewest out-of-fold splits: each is a fit per member
     return training.load_train_config(raw)
 
 

@@ -227,6 +227,7 @@ def read_only(path: Path):
 OPEN_MLFLOW = """
 import sys
 from pathlib import Path
+import mlflow.store.tracking.sqlalchemy_store  # preloaded, as the fork server does for a stage
 from ml_project.errors import exits_on_user_error
 from ml_project.params import TrackingParams
 from ml_project.tracking import RunInfo, open_trackers
@@ -244,33 +245,39 @@ def main(uri, strict):
         fan.log_metrics({"val/f1": 0.5}, 0)
     print(sorted(fan.failed))
 
-main(*sys.argv[1:])
+for mode in sys.argv[2:]:
+    main(sys.argv[1], mode)
 """
 
 
-def open_mlflow(uri: str, cwd: Path, strict: bool = False) -> subprocess.CompletedProcess:
-    """A fresh process, like a stage: MLflow keeps one store per URI for the process' life."""
-    args = [sys.executable, "-c", OPEN_MLFLOW, uri, "strict" if strict else "lenient"]
+def open_mlflow(uri: str, cwd: Path, *modes: str) -> subprocess.CompletedProcess:
+    """A fresh process, like a stage: MLflow keeps one store per URI for the process' life.
+    Each mode (lenient, strict) opens the tracker once, in order, each in a child of its own
+    (tracking/child.py), so one process serves both and imports MLflow once."""
+    args = [sys.executable, "-c", OPEN_MLFLOW, uri, *modes]
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_read_only_mlflow_store_is_one_warning_line_naming_the_store(tmp_path):
+def test_read_only_mlflow_store_is_one_warning_line_naming_the_store(tmp_path, monkeypatch):
     store = tmp_path / "mlflow.db"
     uri = f"sqlite:///{store}"
-    assert open_mlflow(uri, tmp_path).stdout == "[]\n"  # a real store, with its tables
+    monkeypatch.chdir(tmp_path)
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (the tracker's child forks with it)
+
+    with open_trackers(mlflow_only(uri), RunInfo(stage="train", root=tmp_path)) as fan:
+        fan.log_params({"x": 1})
+        fan.log_metrics({"val/f1": 0.5}, 0)
+    assert fan.failed == {} and store.is_file()  # a real store, with its tables
     with read_only(store):
-        lenient = open_mlflow(uri, tmp_path)
-        strict = open_mlflow(uri, tmp_path, strict=True)
-    assert lenient.returncode == 0 and lenient.stdout == "['mlflow']\n"
-    assert lenient.stderr.splitlines() == [
+        both = open_mlflow(uri, tmp_path, "lenient", "strict")
+    assert both.stdout == "['mlflow']\n"  # lenient: skipped, and the stage went on
+    assert both.stderr.splitlines() == [
         f"warning: tracker 'mlflow' could not start and is skipped: {uri} is read-only "
-        "(attempt to write a readonly database)"
-    ]
-    assert strict.returncode == 2
-    assert strict.stderr.splitlines() == [
+        "(attempt to write a readonly database)",
         f"error: tracker 'mlflow' failed and tracking.strict is true: {uri} is read-only "
-        "(attempt to write a readonly database)"
+        "(attempt to write a readonly database)",
     ]
+    assert both.returncode == 2  # strict: the stage fails, with the one line above
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import yaml
 from ml_project import versions as V
 from tests.helpers.data import manifest
 from tests.helpers.notebooks import run_notebook
-from tests.helpers.project import ROOT, make_project, project_env, sh
+from tests.helpers.project import ROOT, make_project, project_env, project_environ, sh
 
 
 def git_repo(path: Path) -> Path:
@@ -64,30 +64,31 @@ def test_labels_are_given_in_order_and_kept(tmp_path):
         assert kind.stdout.decode().strip() == "commit"
 
 
+def _label_in_order(root: Path, order: list[str], out: Path) -> None:
+    with project_environ():  # what the git commands of a process the tests start would see
+        labelled = {h: V.ensure_label(manifest(h), root=root) for h in order}
+    out.write_text(json.dumps(labelled))
+
+
 def test_concurrent_labelling_never_shares_a_label(tmp_path):
-    """Four processes label the same eight hashes in different orders at once."""
+    """Four processes label the same eight hashes in different orders at once. They are forked
+    from this one, which has imported everything already: started fresh, each spent 1.3 s
+    importing pandas and the package, and 0.15 s labelling."""
     root = git_repo(tmp_path / "r")
-    script = (
-        "import sys, json\n"
-        "from pathlib import Path\n"
-        "from ml_project import versions as V\n"
-        "from tests.helpers.data import manifest\n"
-        "out = {h: V.ensure_label(manifest(h), root=Path(sys.argv[1])) for h in sys.argv[2:]}\n"
-        "print(json.dumps(out))\n"
-    )
     all_hashes = hashes(8)
     orders = [all_hashes, all_hashes[::-1], all_hashes[1::2] + all_hashes[::2], all_hashes[3:]]
+    outs = [tmp_path / f"seen{k}.json" for k in range(len(orders))]
+    fork = multiprocessing.get_context("fork")
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(root), *order],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=project_env(),
-        )
-        for order in orders
+        fork.Process(target=_label_in_order, args=(root, order, out))
+        for order, out in zip(orders, outs, strict=True)
     ]
-    seen = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0] * len(procs)
+    seen = [json.loads(out.read_text()) for out in outs]
     records = V.labels(root)
     assert list(records) == [f"v{i}" for i in range(1, 9)]
     truth = {r["data_version"]: label for label, r in records.items()}
