@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,7 +84,17 @@ def test_a_registry_alias_that_does_not_resolve_is_one_line(tmp_path, monkeypatc
     with pytest.raises(UserError, match=r"expected models:/<name>@<alias>"):
         resolve_model("models:/ml_project")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     (tmp_path / "params.yaml").write_text("tracking: {mlflow: {tracking_uri: null}}\n")
-    with pytest.raises(UserError, match=r"no registered model 'ml_project' with alias 'prod'"):
+    # No store yet: said at once, and none is created as a side effect.
+    missing = f"no registered model 'ml_project' with alias 'prod': the MLflow store {store} "
+    with pytest.raises(UserError, match=re.escape(missing) + "does not exist"):
+        resolve_model("models:/ml_project@prod")
+    assert not store.exists()
+    # A store without that model (created here with its tables, as a first run does).
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{store}").search_experiments()
+    with pytest.raises(UserError, match=r"no registered model 'ml_project' with alias 'prod' \("):
         resolve_model("models:/ml_project@prod")

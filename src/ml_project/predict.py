@@ -49,6 +49,12 @@ def load_model(path: Path):
     return session, json.loads(meta[SIGNATURE_KEY])
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///<path>` tracking URI; None for any other store."""
+    prefix = "sqlite:///"
+    return Path(uri.removeprefix(prefix).split("?", 1)[0]) if uri.startswith(prefix) else None
+
+
 def resolve_model(spec: str) -> Path:
     """`--model`: a path, or `models:/<name>@<alias>` resolved through the MLflow registry."""
     if not spec.startswith("models:/"):
@@ -61,12 +67,18 @@ def resolve_model(spec: str) -> Path:
 
     from ml_project.promote import RELEASES, tracking_uri
 
+    uri, promote_first = tracking_uri(), "(promote an experiment first: make promote EXP=<name>)"
+    store = sqlite_file(uri)
+    if store is not None and not store.is_file():  # opening it would create an empty store
+        raise UserError(
+            f"--model: {spec}: no registered model '{name}' with alias '{alias}': the MLflow "
+            f"store {store} does not exist {promote_first}"
+        )
     try:
-        version = MlflowClient(tracking_uri()).get_model_version_by_alias(name, alias).version
+        version = MlflowClient(uri).get_model_version_by_alias(name, alias).version
     except MlflowException:
         raise UserError(
-            f"--model: {spec}: no registered model '{name}' with alias '{alias}' "
-            "(promote an experiment first: make promote EXP=<name>)"
+            f"--model: {spec}: no registered model '{name}' with alias '{alias}' {promote_first}"
         ) from None
     path = RELEASES / name / f"model_v{version}.onnx"
     if not path.is_file():
