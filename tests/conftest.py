@@ -41,17 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is None:
         return
     import sklearn  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+    import torch  # its own OpenMP runtime, sized when it loads: so load it now
     from threadpoolctl import threadpool_limits
 
     from ml_project.threads import per_worker
 
     share = per_worker(int(workerinput["workercount"]))
-    try:
-        import torch  # its own OpenMP runtime, sized when it loads: so load it now
-    except ImportError:  # an optional dependency
-        pass
-    else:
-        torch.set_num_threads(share)
+    torch.set_num_threads(share)
     threadpool_limits(limits=share)  # every OpenMP and BLAS runtime loaded so far, for good
 
 

@@ -141,6 +141,19 @@ def test_an_unknown_experiment_is_one_line_and_changes_nothing(repo):
     assert run(["git", "tag"], repo).stdout == tags
 
 
+def test_a_missing_mlflow_store_is_one_line_and_is_not_created(repo, tmp_path):
+    store = tmp_path / "elsewhere.db"
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    tags = run(["git", "tag"], repo).stdout
+    proc = run([sys.executable, "-m", "ml_project.promote", "t5"], repo, check=False, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: experiment 't5': no MLflow store at {store} (was tracking.mlflow enabled?)"
+    ]
+    assert not store.exists()
+    assert run(["git", "tag"], repo).stdout == tags
+
+
 def test_an_experiment_without_onnx_parity_is_refused_and_changes_nothing(repo):
     # An export with no ONNX format: nothing proves a servable file matches the model.
     run(["dvc", "exp", "run", "-n", "t7", "-S", "export.formats=[torchscript]"], repo)

@@ -49,12 +49,6 @@ def load_model(path: Path):
     return session, json.loads(meta[SIGNATURE_KEY])
 
 
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a `sqlite:///<path>` tracking URI; None for any other store."""
-    prefix = "sqlite:///"
-    return Path(uri.removeprefix(prefix).split("?", 1)[0]) if uri.startswith(prefix) else None
-
-
 def resolve_model(spec: str) -> Path:
     """`--model`: a path, or `models:/<name>@<alias>` resolved through the MLflow registry."""
     if not spec.startswith("models:/"):
@@ -66,10 +60,11 @@ def resolve_model(spec: str) -> Path:
     from mlflow.exceptions import MlflowException
 
     from ml_project.promote import RELEASES, tracking_uri
+    from ml_project.tracking.mlflow_tracker import missing_store
 
     uri, promote_first = tracking_uri(), "(promote an experiment first: make promote EXP=<name>)"
-    store = sqlite_file(uri)
-    if store is not None and not store.is_file():  # opening it would create an empty store
+    store = missing_store(uri)
+    if store is not None:
         raise UserError(
             f"--model: {spec}: no registered model '{name}' with alias '{alias}': the MLflow "
             f"store {store} does not exist {promote_first}"

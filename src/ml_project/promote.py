@@ -128,11 +128,16 @@ def promote(experiment: str, alias: str = ALIAS) -> Promotion:
 
     from mlflow import MlflowClient
 
-    from ml_project.tracking.mlflow_tracker import ENV_DEFAULTS
+    from ml_project.tracking.mlflow_tracker import ENV_DEFAULTS, missing_store
 
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     uri = tracking_uri()
+    store = missing_store(uri)
+    if store is not None:
+        raise UserError(
+            f"experiment '{experiment}': no MLflow store at {store} (was tracking.mlflow enabled?)"
+        )
     client = MlflowClient(tracking_uri=uri)
     run_id = find_run(client, name, experiment)
 

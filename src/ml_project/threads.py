@@ -80,8 +80,14 @@ def queue_workers(environ: Mapping[str, str], cwd: Path | None = None) -> dict[i
             return {}
     except OSError:
         return {}
+    return live_workers(Path(root))
+
+
+def live_workers(root: Path) -> dict[int, int]:
+    """`{worker number: pid}` of the live queue workers of the DVC project at `root`, from
+    their pid files `dvc-exp-worker-<number>.json` (celery's own view can lag by seconds)."""
     workers = {}
-    for info in (Path(root) / QUEUE_WORKERS_DIR).glob("dvc-exp-worker-*.json"):
+    for info in (root / QUEUE_WORKERS_DIR).glob("dvc-exp-worker-*.json"):
         try:
             number = int(info.stem.rsplit("-", 1)[1])
             proc = json.loads(info.read_text())

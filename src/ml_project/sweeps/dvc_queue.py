@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ml_project.errors import UserError
+from ml_project.threads import live_workers
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 WRITTEN_FOR = (3, 67)
 PARAMS_FILE = "params.yaml"
 # Where the queue's workers write their pid files (dvc_task's ProcessManager layout).
-WORKERS_DIR = ".dvc/tmp/exps/celery"
 TEMP_WORKSPACES = ".dvc/tmp/exps"
 
 
@@ -80,20 +80,9 @@ def _alive(proc: dict) -> bool:
     return True
 
 
-def _workers(root: Path) -> dict[int, int]:
-    """Worker number -> pid, for the queue's worker processes that are alive, from their pid
-    files `dvc-exp-worker-<number>.json` (celery's own view of its workers can lag by seconds)."""
-    found = {}
-    for path in (root / WORKERS_DIR).glob("dvc-exp-worker-*.json"):
-        number, info = path.stem.rsplit("-", 1)[1], _read_json(path)
-        if number.isdigit() and _alive(info):
-            found[int(number)] = info["pid"]
-    return found
-
-
 def worker_pids(root: Path) -> list[int]:
     """The pids of the queue's worker processes that are alive."""
-    return list(_workers(root).values())
+    return list(live_workers(root).values())
 
 
 # Celery's file result backend: a file per task appears (or changes) when the task ends.
@@ -141,14 +130,14 @@ class Queue:
         What `dvc queue start -j count` does, without its check of which workers run: that
         asks celery and waits a second for answers, every time. The pid files say it at once.
         """
-        running = _workers(self.root)
+        running = live_workers(self.root)
         missing = [number for number in range(1, count + 1) if number not in running]
         for number in missing:
             self._queue._spawn_worker(number)
         # Each is spawned through a daemon process that writes its pid file a moment later:
         # wait for them, so a check right after this sees them and does not start them twice.
         deadline = time.monotonic() + 10
-        while not set(missing) <= set(_workers(self.root)) and time.monotonic() < deadline:
+        while not set(missing) <= set(live_workers(self.root)) and time.monotonic() < deadline:
             time.sleep(0.02)
         return len(missing)
 

@@ -53,6 +53,16 @@ def default_uri(root: Path) -> str:
     return f"sqlite:///{Path(root) / 'mlflow.db'}"
 
 
+def missing_store(uri: str) -> Path | None:
+    """The file of a `sqlite:///<path>` store that does not exist, else None. Reading from it
+    through MLflow would create an empty store (2-3 s, and a stray file) to find nothing."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = Path(uri.removeprefix(prefix).split("?", 1)[0])
+    return None if path.is_file() else path
+
+
 class MlflowTracker:
     """Writes through `MlflowClient` with explicit run ids: no global active-run state.
 
