@@ -8,8 +8,10 @@ a bad answer stops generation before anything is written, with one line that nam
 
 from __future__ import annotations
 
+import atexit
 import keyword
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from cookiecutter.exceptions import FailedHookException, OutputDirExistsExceptio
 from jinja2 import pass_context
 from jinja2.ext import Extension
 
-from .pre_prompt import TEMPLATE_DIR
+from .pre_prompt import TEMPLATE_DIR, TEMPORARY_COPY_MARK
 
 HOOKS = Path(__file__).resolve().parent
 ROOT = HOOKS.parent
@@ -129,11 +131,30 @@ def new_project_dir(context, slug: str) -> str:
     return slug
 
 
+def remove_temporary_copy_at_exit(root: Path = ROOT) -> bool:
+    """When cookiecutter exits, remove the temporary copy it runs the template from (made for
+    pre_prompt.py) and the folder around it; whether that was arranged.
+
+    cookiecutter 2.7 removes the copy only when generation succeeds, and never the folder it
+    made for it, so every refused answer would leave a copy of the template in the temporary
+    directory. Only a copy that pre_prompt.py marked with its own path is removed.
+    """
+    try:
+        marked = (root / TEMPORARY_COPY_MARK).read_text() == str(root)
+    except OSError:
+        return False
+    if marked and root.parent.name.startswith("cookiecutter"):
+        atexit.register(shutil.rmtree, root.parent, ignore_errors=True)
+        return True
+    return False
+
+
 class AnswerChecks(Extension):
     """Registers the filters cookiecutter.json uses."""
 
     def __init__(self, environment):
         super().__init__(environment)
+        remove_temporary_copy_at_exit()
         environment.filters.update(
             package_name=package_name,
             project_slug=project_slug,

@@ -378,5 +378,16 @@ def main() -> None:
     print(f"Created {project.name}/ (git and DVC initialised). Next: cd {project.name} && make run")
 
 
+def remove_rendered_self() -> None:
+    """cookiecutter runs this hook from a rendered copy in the temporary directory and leaves it
+    there (2.7); remove it, never the template's own file."""
+    rendered = Path(__file__).resolve()
+    if rendered != Path(ANSWERS["_repo_dir"], "hooks", "post_gen_project.py").resolve():
+        rendered.unlink(missing_ok=True)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        remove_rendered_self()

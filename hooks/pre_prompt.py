@@ -22,6 +22,10 @@ TEMPLATE_DIR = "{{cookiecutter.__project_slug|new_project_dir}}"
 # post_gen_project.py (the README blocks) and tests/template/generation.py.
 TEMPLATE_ONLY_FILES = {"cookiecutter.json", "benchmarks/template.py"}
 TEMPLATE_ONLY_DIRS = ("hooks/", "tests/template/")
+# Written into cookiecutter's temporary copy, holding its path: answers.py removes a copy that
+# carries it when cookiecutter exits (cookiecutter 2.7 leaves the copy behind when generation
+# stops on an answer, and the folder it made for the copy every time).
+TEMPORARY_COPY_MARK = ".template-copy"
 # Markdown blocks only the template's own README shows, removed from a created project's.
 TEMPLATE_ONLY_BLOCK = re.compile(
     r"\n<!-- template-only -->\n.*?<!-- /template-only -->\n(?=\n|\Z)", re.S
@@ -46,6 +50,7 @@ def main() -> None:
     root = Path.cwd()
     template = root / TEMPLATE_DIR
     template.mkdir()
+    (root / TEMPORARY_COPY_MARK).write_text(str(root))
     for rel in tracked_files(root):
         source = root / rel
         # A tracked file deleted in a working checkout is not part of it.

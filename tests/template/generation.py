@@ -20,17 +20,26 @@ TEMPLATE_PACKAGE = "ml_project"
 
 def cookiecutter(template: str | Path, out: Path, home: Path, *answers: str):
     """`cookiecutter TEMPLATE --no-input -o OUT key=value...`, with its own HOME (config,
-    replay files, clones, and no global git identity)."""
+    replay files, clones, and no global git identity) and temporary directory (`temporary`)."""
     env = project_env()
     env.pop("XDG_CONFIG_HOME", None)
     env["HOME"] = str(home)
+    env["TMPDIR"] = str(temporary(home))
     cmd = [str(BIN / "cookiecutter"), str(template), "--no-input", "-o", str(out), *answers]
     return subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=120)
+
+
+def temporary(home: Path) -> Path:
+    """The temporary directory of the cookiecutter runs with this HOME."""
+    path = home / "tmp"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def generate(template: Path, out: Path, home: Path, *answers: str) -> Path:
     proc = cookiecutter(template, out, home, *answers)
     assert proc.returncode == 0, f"cookiecutter failed\n{proc.stdout}\n{proc.stderr}"
+    assert list(temporary(home).iterdir()) == []  # no template copy, no rendered hook left
     (project,) = [p for p in out.iterdir() if p.is_dir()]
     return project
 

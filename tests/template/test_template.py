@@ -19,6 +19,7 @@ from generation import (
     expected_files,
     generate,
     git_files,
+    temporary,
 )
 
 from tests.helpers.project import ROOT, make_project, project_env
@@ -229,6 +230,7 @@ def test_bad_answers_fail_before_anything_is_written(template, out, home, answer
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"error: {field}: ") and advice in lines[0], lines[0]
     assert list(out.iterdir()) == []
+    assert list(temporary(home).iterdir()) == []  # nor cookiecutter's copy of the template
 
 
 def test_existing_target_directory_is_refused_untouched(template, out, home):
@@ -245,6 +247,7 @@ def test_existing_target_directory_is_refused_untouched(template, out, home):
     assert "choose another project name" in lines[0]
     assert [p.name for p in out.iterdir()] == ["ml_project"]
     assert [p.name for p in existing.iterdir()] == ["notes.txt"]
+    assert list(temporary(home).iterdir()) == []
 
 
 def test_generates_from_a_git_url(template, out, home):
