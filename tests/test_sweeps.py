@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from ml_project.errors import UserError
-from ml_project.sweeps import dvc_queue, run_sweep
+from ml_project.sweeps import dvc_queue, run_sweep, supervisor
 from ml_project.threads import per_worker
 from tests.helpers.notebooks import run_notebook
 from tests.helpers.project import ROOT, make_project, project_env, project_environ, set_params, sh
@@ -229,7 +229,15 @@ def sk_sweep(built, tmp_path_factory, request):
     elsewhere = tmp_path_factory.mktemp("cwd")
     shutil.copy(repo / "params.yaml", elsewhere / "params.yaml")
     try:
-        with project_environ(SWEEP_GATES=str(gates)), contextlib.chdir(elsewhere):
+        with (
+            project_environ(SWEEP_GATES=str(gates)),
+            contextlib.chdir(elsewhere),
+            pytest.MonkeyPatch.context() as patch,
+        ):
+            # The supervisor's margins, in seconds, before it calls a task orphaned or restarts
+            # workers: what they guard against is staged here, so only their waiting is cut.
+            patch.setattr(supervisor, "ORPHAN_SECONDS", 5.0)
+            patch.setattr(supervisor, "WORKER_START_SECONDS", 5.0)
             frame = run_sweep(
                 params={"model": ["linear"], "models.linear.alpha": [0.5, -1, 2.0]},
                 jobs=2,
