@@ -131,6 +131,9 @@ def new_project_dir(context, slug: str) -> str:
     return slug
 
 
+_REMOVED_AT_EXIT: set[Path] = set()  # temporary copies already registered for removal
+
+
 def remove_temporary_copy_at_exit(root: Path = ROOT) -> bool:
     """When cookiecutter exits, remove the temporary copy it runs the template from (made for
     pre_prompt.py) and the folder around it; whether that was arranged.
@@ -144,7 +147,9 @@ def remove_temporary_copy_at_exit(root: Path = ROOT) -> bool:
     except OSError:
         return False
     if marked and root.parent.name.startswith("cookiecutter"):
-        atexit.register(shutil.rmtree, root.parent, ignore_errors=True)
+        if root.parent not in _REMOVED_AT_EXIT:  # cookiecutter makes several environments
+            _REMOVED_AT_EXIT.add(root.parent)
+            atexit.register(shutil.rmtree, root.parent, ignore_errors=True)
         return True
     return False
 
