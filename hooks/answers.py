@@ -134,9 +134,9 @@ def new_project_dir(context, slug: str) -> str:
 _REMOVED_AT_EXIT: set[Path] = set()  # temporary copies already registered for removal
 
 
-def remove_temporary_copy_at_exit(root: Path = ROOT) -> bool:
+def remove_temporary_copy_at_exit(root: Path = ROOT) -> None:
     """When cookiecutter exits, remove the temporary copy it runs the template from (made for
-    pre_prompt.py) and the folder around it; whether that was arranged.
+    pre_prompt.py) and the folder around it.
 
     cookiecutter 2.7 removes the copy only when generation succeeds, and never the folder it
     made for it, so every refused answer would leave a copy of the template in the temporary
@@ -145,13 +145,12 @@ def remove_temporary_copy_at_exit(root: Path = ROOT) -> bool:
     try:
         marked = (root / TEMPORARY_COPY_MARK).read_text() == str(root)
     except OSError:
-        return False
-    if marked and root.parent.name.startswith("cookiecutter"):
-        if root.parent not in _REMOVED_AT_EXIT:  # cookiecutter makes several environments
-            _REMOVED_AT_EXIT.add(root.parent)
-            atexit.register(shutil.rmtree, root.parent, ignore_errors=True)
-        return True
-    return False
+        return  # not cookiecutter's copy: a checkout, or the tests importing the hooks
+    folder = root.parent
+    # cookiecutter makes several Jinja environments per run: register the removal once.
+    if marked and folder.name.startswith("cookiecutter") and folder not in _REMOVED_AT_EXIT:
+        _REMOVED_AT_EXIT.add(folder)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 class AnswerChecks(Extension):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ml_project.errors import UserError
-from ml_project.threads import live_workers
+from ml_project.threads import QUEUE_WORKSPACES_DIR, live_workers
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 # The major.minor version whose internals this module was read from and tested against.
 WRITTEN_FOR = (3, 67)
 PARAMS_FILE = "params.yaml"
-# Where the queue's workers write their pid files (dvc_task's ProcessManager layout).
-TEMP_WORKSPACES = ".dvc/tmp/exps"
 
 
 def check_version(found: str | None = None) -> None:
@@ -234,7 +232,7 @@ class Queue:
             time.sleep(1.0)
         for rev in revs:
             workspace = Path(_read_json(self._queue.get_infofile_path(rev)).get("root_dir", "/"))
-            if workspace.parent == self.root / TEMP_WORKSPACES:
+            if workspace.parent == self.root / QUEUE_WORKSPACES_DIR:
                 shutil.rmtree(workspace, ignore_errors=True)
         return sorted(left)
 
