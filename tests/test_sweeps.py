@@ -390,6 +390,56 @@ def test_a_held_queue_serves_every_poll_inside_and_closes_after(tmp_path):
         assert after is not queue
 
 
+HOLD_STASH_LOCK = """
+import sys, time
+from dvc.repo import Repo
+from dvc.repo.experiments.refs import CELERY_STASH
+from dvc.repo.experiments.utils import get_exp_rwlock
+with Repo(sys.argv[1]) as repo, get_exp_rwlock(repo, writes=["workspace", CELERY_STASH]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_queueing_waits_for_a_worker_holding_the_stash_lock(tmp_path, monkeypatch):
+    """A queue worker taking an entry holds DVC's stash lock, and DVC's `put` fails at once on
+    it: the sweep, which queues while its first workers run, waits for the lock instead (CI
+    failed on this), and names the holder in one line if it never comes free."""
+    sh("git init -q && dvc init -q && echo 'a: 1' > params.yaml", tmp_path)
+    sh("git add -A && git commit -q -m init", tmp_path)
+    monkeypatch.chdir(tmp_path)  # DVC reads params.yaml's overrides from the working directory
+
+    def hold(seconds: float) -> subprocess.Popen:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_STASH_LOCK, str(tmp_path), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        return holder
+
+    with dvc_queue.open_queue(tmp_path) as queue:
+        holder = hold(1.5)
+        began = time.monotonic()
+        rev = queue.queue("t1", ["a=2"])
+        assert holder.wait(10) == 0
+        assert time.monotonic() - began >= 1.0  # it waited for the holder to let go
+        assert queue.status() == {rev: "Queued"}
+
+        monkeypatch.setattr(dvc_queue, "LOCK_WAIT_SECONDS", 1.0)
+        holder = hold(30)
+        try:
+            with pytest.raises(UserError) as refused:
+                queue.queue("t2", ["a=3"])
+        finally:
+            holder.kill()
+            holder.wait()
+        message = str(refused.value)
+        assert "\n" not in message and "could not queue t2" in message
+        assert f"PID {holder.pid}" in message
+        assert queue.status() == {rev: "Queued"}  # t2 was not queued
+
+
 def test_workers_are_started_by_number_only_where_none_runs(tmp_path):
     """`start_workers` reads which workers run from their pid files and starts only the missing
     numbers (DVC's own check asks celery and waits a second each time); once it returns, the

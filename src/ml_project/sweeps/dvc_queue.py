@@ -83,6 +83,11 @@ def worker_pids(root: Path) -> list[int]:
     return list(live_workers(root).values())
 
 
+# How long queueing waits for a worker to release the queue's stash lock (DVC's workers wait
+# 180 s for theirs), and how often it tries.
+LOCK_WAIT_SECONDS = 180.0
+LOCK_RETRY_SECONDS = 0.2
+
 # Celery's file result backend: a file per task appears (or changes) when the task ends.
 RESULTS_DIR = ".dvc/tmp/exps/celery/result"
 
@@ -116,11 +121,30 @@ class Queue:
 
     def queue(self, name: str, overrides: list[str], run_cache: bool = True) -> str:
         """Queue one experiment `name` with `-S` overrides of params.yaml; its queue entry.
-        `run_cache=False` is `dvc exp run --no-run-cache`: no stage is restored from the cache."""
-        entry = self._repo.experiments.queue_one(
-            self._queue, params={PARAMS_FILE: overrides}, name=name, run_cache=run_cache
-        )
-        return entry.stash_rev
+        `run_cache=False` is `dvc exp run --no-run-cache`: no stage is restored from the cache.
+
+        A worker that is taking an entry holds the queue's stash lock for a moment, and DVC's
+        `put` fails at once on a held lock (its workers wait: 180 tries a second apart). The
+        sweep queues while its first workers run, so it waits like them; nothing is written
+        before the lock is taken, so a try again is safe.
+        """
+        from dvc.lock import LockError
+
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                entry = self._repo.experiments.queue_one(
+                    self._queue, params={PARAMS_FILE: overrides}, name=name, run_cache=run_cache
+                )
+                return entry.stash_rev
+            except LockError as error:
+                if time.monotonic() > deadline:
+                    holder = " ".join(str(error).split("\n")[1:2]).strip()
+                    raise UserError(
+                        f"could not queue {name}: DVC's experiment queue stayed locked for "
+                        f"{LOCK_WAIT_SECONDS:.0f} s by {holder or 'another process'}"
+                    ) from error
+                time.sleep(LOCK_RETRY_SECONDS)
 
     def start_workers(self, count: int) -> int:
         """Start workers 1 to `count`, those not running; how many were started.
