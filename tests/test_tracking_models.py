@@ -81,6 +81,19 @@ def test_a_repro_run_is_named_after_its_commit_in_mlflow_and_wandb(built):
     ), [(r["name"], r["tags"]) for r in runs]
 
 
+def test_w_and_b_lists_the_installed_packages_once_per_run(built):
+    """W&B lists the installed packages (the run's requirements.txt) when a run starts. The
+    evaluate stage joins the train stage's run and does not list them again: that reads every
+    installed package's metadata, 0.3 s of CPU, for the same list."""
+    import wandb
+
+    wandb_id = json.loads((built / "models/run_ids.json").read_text())["wandb"]
+    train, evaluate = sorted((built / "wandb").glob(f"offline-run-*-{wandb_id}"))  # by time
+    requirements = (train / "files/requirements.txt").read_text().splitlines()
+    assert f"wandb=={wandb.__version__}" in requirements and len(requirements) > 50
+    assert not (evaluate / "files/requirements.txt").exists()
+
+
 def test_dvc_plots_draw_each_file_once_and_no_lone_dots(built):
     proc = subprocess.run(
         ["dvc", "plots", "show", "--json"], cwd=built, capture_output=True, text=True, check=True
