@@ -464,6 +464,36 @@ def test_workers_are_started_by_number_only_where_none_runs(tmp_path):
             os.kill(pid, signal.SIGTERM)
 
 
+START_ONE_WORKER = """
+import sys
+from pathlib import Path
+from ml_project.sweeps import dvc_queue
+with dvc_queue.open_queue(Path(sys.argv[1])) as queue:
+    print("started", queue.start_workers(1))
+print("still printing", flush=True)
+"""
+
+
+def test_a_worker_does_not_hold_the_output_of_the_process_that_started_it(tmp_path):
+    """The sweep's output can be a pipe (`make sweep | tee log`, a notebook, CI): it closes
+    when the sweep exits, not when the workers it started idle out 10+ s later (DVC's forked
+    daemon around each worker kept the sweep's stdout and stderr). Its own output is whole."""
+    sh("git init -q && dvc init -q && git commit -q -m init", tmp_path)
+    with project_environ():
+        proc = subprocess.run(  # reads both pipes until every holder has closed them
+            [sys.executable, "-c", START_ONE_WORKER, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    workers = dvc_queue.worker_pids(tmp_path)
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "started 1\nstill printing\n"
+    assert len(workers) == 1  # still running when the pipes were closed
+
+
 def test_notebook_is_stored_without_outputs():
     notebook = json.loads((ROOT / "notebooks/sweep.ipynb").read_text())
     code = [c for c in notebook["cells"] if c["cell_type"] == "code"]

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -154,8 +155,9 @@ class Queue:
         """
         running = live_workers(self.root)
         missing = [number for number in range(1, count + 1) if number not in running]
-        for number in missing:
-            self._queue._spawn_worker(number)
+        with _stdio_detached_in_forks():
+            for number in missing:
+                self._queue._spawn_worker(number)
         # Each is spawned through a daemon process that writes its pid file a moment later:
         # wait for them, so a check right after this sees them and does not start them twice.
         deadline = time.monotonic() + 10
@@ -259,6 +261,40 @@ class Queue:
             if workspace.parent == self.root / QUEUE_WORKSPACES_DIR:
                 shutil.rmtree(workspace, ignore_errors=True)
         return sorted(left)
+
+
+_DETACHING = False  # True while DVC forks the daemons around the workers
+
+
+def _detach_stdio_in_child() -> None:
+    if _DETACHING:
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+
+
+os.register_at_fork(after_in_child=_detach_stdio_in_child)
+
+
+@contextlib.contextmanager
+def _stdio_detached_in_forks() -> Iterator[None]:
+    """A child forked inside gets /dev/null for stdout and stderr.
+
+    DVC spawns each worker through a forked daemon that waits for it, holding every descriptor
+    it inherited: a sweep's stdout, when it is a pipe (`make sweep | tee log`, a notebook, CI),
+    then stays open until the workers idle out, 10+ s after the sweep has printed its results
+    and exited. The worker writes to its own log file (`dvc queue logs`); the daemon prints
+    nothing. This process's own output is untouched.
+    """
+    global _DETACHING
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _DETACHING = True
+    try:
+        yield
+    finally:
+        _DETACHING = False
 
 
 _HELD: dict[Path, Queue] = {}  # queues kept open by `held`, by project root
