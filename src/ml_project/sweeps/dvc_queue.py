@@ -5,7 +5,10 @@ queue entry back, read a task's process and log, find the worker processes, or m
 failed whose worker is gone. This module wraps the private pieces a sweep needs
 (`Experiments.queue_one`, `celery_queue.proc`, `_spawn_worker`, `_mark_inactive_tasks_failure`,
 the worker pid files and the `refs/exps` layout) behind a small API, and refuses to run on any other
-DVC minor version, whose internals may differ:
+DVC minor version, whose internals may differ. Two of DVC's own behaviours are worked around
+here, where every sweep and search passes: queueing fails at once while a worker holds the
+stash lock (`queue` waits, as DVC's workers do), and the daemon forked around each worker
+keeps the caller's stdout and stderr open (`start_workers` gives it /dev/null):
 
     with open_queue(root) as queue:  # or held(root): one queue for every open_queue inside
         rev = queue.queue("t1", ["model=rf"])
@@ -140,10 +143,12 @@ class Queue:
                 return entry.stash_rev
             except LockError as error:
                 if time.monotonic() > deadline:
-                    holder = " ".join(str(error).split("\n")[1:2]).strip()
+                    # DVC's message: "... is busy, it is being blocked by:\n  (PID n): cmd\n..."
+                    lines = str(error).splitlines()
+                    holder = lines[1].strip() if len(lines) > 1 else "another process"
                     raise UserError(
                         f"could not queue {name}: DVC's experiment queue stayed locked for "
-                        f"{LOCK_WAIT_SECONDS:.0f} s by {holder or 'another process'}"
+                        f"{LOCK_WAIT_SECONDS:.0f} s by {holder}"
                     ) from error
                 time.sleep(LOCK_RETRY_SECONDS)
 
