@@ -21,9 +21,16 @@ Per repeat, in this order:
 
 Every repeat uses new param values, so nothing is restored from DVC's run-cache. Reported:
 the median seconds per experiment, its ratio to the bare floor, the -j 2 speed-up over -j 1,
-and the peak memory of the process tree (sum of RSS, sampled every 0.2 s; the fork server and
-its stage children are counted with it; the server itself, shared by every stage, is reported
-on its own line).
+the CPU seconds the whole machine spent per experiment (from /proc/stat: every process the
+experiment starts, the fork server's children and the queue workers included) and the cores
+that kept busy (CPU over wall time), and the peak memory of the process tree (sum of RSS,
+sampled every 0.2 s; the fork server and its stage children are counted with it; the server
+itself, shared by every stage, is reported on its own line).
+
+The cores busy at -j 1 bound the -j 2 speed-up: the same work at -j 2 needs at least its CPU
+time over what the cores deliver together (the CPU-bound line), so no scheduling gains more
+than (the cores' own speed-up) / (cores busy at -j 1). Run it on an otherwise idle machine:
+the CPU column counts every process on it.
 """
 
 from __future__ import annotations
@@ -118,12 +125,22 @@ def bare_project(dest: Path) -> Path:
     return dest
 
 
-def timed(fn, own: bool = False) -> tuple[float, int]:
+def machine_cpu() -> float:
+    """CPU seconds every process on the machine has used since boot (user, nice, system,
+    irq and softirq time from /proc/stat): short-lived processes, the fork server's children
+    and the queue workers included, which no per-process sampling sees whole."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(fn, own: bool = False) -> tuple[float, int, float]:
+    """(wall seconds, peak memory, machine-wide CPU seconds) of `fn`."""
     with PeakMemory(own) as memory:
-        start = time.perf_counter()
+        cpu, start = machine_cpu(), time.perf_counter()
         fn()
-        seconds = time.perf_counter() - start
-    return seconds, memory.peak
+        seconds, cpu = time.perf_counter() - start, machine_cpu() - cpu
+    return seconds, memory.peak, cpu
 
 
 def in_process_work(repo: Path):
@@ -205,12 +222,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of every method")
     args = parser.parse_args()
     times: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     peaks: dict[str, int] = {}
     per_exp = {f"{m} -j {j}": SWEEP_SIZE for m in ("sweep", "DVC queue, bare") for j in (1, 2)}
 
-    def record(name: str, result: tuple[float, int]) -> None:
-        seconds, peak = result
+    def record(name: str, result: tuple[float, int, float]) -> None:
+        seconds, peak, cpu = result
         times.setdefault(name, []).append(seconds / per_exp.get(name, 1))
+        cpus.setdefault(name, []).append(cpu / per_exp.get(name, 1))
         peaks[name] = max(peaks.get(name, 0), peak)
 
     # A fork server of its own, started by the set-up's first stage and stopped at the end.
@@ -259,22 +278,39 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {cores} cores, python {sys.version.split()[0]}; {args.repeats} repeat(s)")
     print("(hgb on breast_cancer; sweeps of 4 experiments; seconds are medians per experiment)\n")
-    print("| method | s per experiment | ratio to bare DVC | peak memory MiB |")
-    print("|---|---:|---:|---:|")
+    print(
+        "| method | s per experiment | ratio to bare DVC | CPU s per experiment | cores busy "
+        "| peak memory MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    busy = {}
     for name, values in times.items():
         if name.startswith("CPU-bound"):
             continue
-        per = statistics.median(values)
+        per, cpu = statistics.median(values), statistics.median(cpus[name])
+        busy[name] = cpu / per
         mib = peaks[name] / 2**20
-        print(f"| {name} | {per:.2f} | {per / floor:.1f}x | {mib:.0f} |")
-    j1, j2 = statistics.median(times["sweep -j 1"]), statistics.median(times["sweep -j 2"])
-    print(f"\n-j 2 speed-up over -j 1: {j1 / j2:.2f}x (target >= 1.7x on 2 cores)")
-    q1 = statistics.median(times["DVC queue, bare -j 1"])
-    q2 = statistics.median(times["DVC queue, bare -j 2"])
-    print(f"DVC's own queue, stages that do nothing: -j 2 speed-up {q1 / q2:.2f}x")
+        row = f"{per:.2f} | {per / floor:.1f}x | {cpu:.2f} | {busy[name]:.2f} | {mib:.0f}"
+        print(f"| {name} | {row} |")
     c1 = statistics.median(times["CPU-bound work, 1 process(es)"])
     c2 = statistics.median(times["CPU-bound work, 2 process(es)"])
-    print(f"the machine's own: 2 CPU-bound processes at once do {2 * c1 / c2:.2f}x the work of 1")
+    cores_gain = 2 * c1 / c2
+    j1, j2 = statistics.median(times["sweep -j 1"]), statistics.median(times["sweep -j 2"])
+    print(f"\n-j 2 speed-up over -j 1: {j1 / j2:.2f}x (target >= 1.7x on 2 cores)")
+    # The same work at -j 2 needs at least its CPU time over what the cores deliver together
+    # (cores_gain core-equivalents), so the speed-up is at most cores_gain / (cores busy at -j 1).
+    print(
+        f"  ceiling for this CPU: -j 1 keeps {busy['sweep -j 1']:.2f} cores busy, so on cores "
+        f"that together do {cores_gain:.2f}x the work of one, -j 2 gains at most "
+        f"{cores_gain / busy['sweep -j 1']:.2f}x"
+    )
+    q1 = statistics.median(times["DVC queue, bare -j 1"])
+    q2 = statistics.median(times["DVC queue, bare -j 2"])
+    print(
+        f"DVC's own queue, stages that do nothing: -j 2 speed-up {q1 / q2:.2f}x "
+        f"(ceiling {cores_gain / busy['DVC queue, bare -j 1']:.2f}x)"
+    )
+    print(f"the machine's own: 2 CPU-bound processes at once do {cores_gain:.2f}x the work of 1")
     if server is not None:
         print(f"fork server (imports shared by every stage it forks): {server_mib:.0f} MiB RSS")
     default = statistics.median(times["default experiment, trackers on"])
