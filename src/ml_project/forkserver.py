@@ -101,9 +101,6 @@ PRELOAD = (
     "mlflow.tracking",
     "mlflow.store.tracking.sqlalchemy_store",
     "sqlalchemy.dialects.sqlite",
-    # What `log_model`'s run-context tags import (the git commit, the notebook check): 0.2 s.
-    "git",
-    "IPython",
     "wandb",
     # What the first `wandb.init` and `log_artifact` of each process import (1.5 s): the job
     # inputs check of every run, the public API behind it, and the OTLP metrics exporter.
