@@ -21,13 +21,12 @@ Per repeat, in this order:
 
 Every repeat uses new param values, so nothing is restored from DVC's run-cache. Reported:
 the median seconds per experiment, its ratio to the bare floor, the -j 2 speed-up over -j 1,
-the CPU seconds the whole machine spent per experiment (from /proc/stat: every process the
-experiment starts, the fork server's children and the queue workers included) and the cores
-that kept busy (CPU over wall time), the seconds the hypervisor stole from this virtual
-machine during the method (a busy host: those numbers are slow for reasons outside the
-project), and the peak memory of the process tree (sum of RSS,
-sampled every 0.2 s; the fork server and its stage children are counted with it; the server
-itself, shared by every stage, is reported on its own line).
+the CPU seconds the whole machine spent per experiment (every process the experiment starts,
+the fork server's children and the queue workers included) and the cores that kept busy (CPU
+over wall time), the seconds the hypervisor stole from this virtual machine during the method
+(a busy host: those numbers are slow for reasons outside the project), and the peak memory
+of the process tree (sum of RSS, sampled every 0.2 s; the fork server and its stage children
+are counted with it; the server itself, shared by every stage, is reported on its own line).
 
 The cores busy at -j 1 bound the -j 2 speed-up: the same work at -j 2 needs at least its CPU
 time over what the cores deliver together, so no scheduling gains more than (cores) / (cores
@@ -129,15 +128,18 @@ def bare_project(dest: Path) -> Path:
 
 
 def machine_cpu() -> tuple[float, float]:
-    """(CPU seconds every process on the machine has used since boot, seconds stolen) from
-    /proc/stat. The first is user, nice, system, irq and softirq time: short-lived processes,
-    the fork server's children and the queue workers included, which no per-process sampling
-    sees whole. The second is the time the hypervisor ran something else while this virtual
-    machine had work: a busy host slows every method, and this says when."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
+    """(CPU seconds every process on the machine has used since boot, seconds stolen).
+
+    The first is every kind of busy time (`psutil.cpu_times`: /proc/stat on Linux), so it
+    counts short-lived processes, the fork server's children and the queue workers, which no
+    per-process sampling sees whole. The second is the time the hypervisor ran something else
+    while this virtual machine had work (Linux only; 0 elsewhere): a busy host slows every
+    method, and this says when."""
+    times = psutil.cpu_times()._asdict()
+    # Not busy: idle, waiting on I/O; stolen is reported apart; guest time is inside user time.
+    left_out = ("idle", "iowait", "steal", "guest", "guest_nice")
+    busy = sum(seconds for kind, seconds in times.items() if kind not in left_out)
+    return busy, times.get("steal", 0.0)
 
 
 def timed(fn, own: bool = False) -> tuple[float, int, float, float]:

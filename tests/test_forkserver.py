@@ -213,3 +213,31 @@ def test_an_idle_server_exits_and_removes_its_socket(project, monkeypatch):
         assert time.monotonic() < deadline, "the idle server is still there"
         time.sleep(0.2)
     assert json.loads(_probe(project).stdout.splitlines()[0])["child"] is None
+
+
+def _resolves(name: str) -> bool:
+    """Whether module `name` exists in this environment, found on disk without importing it or
+    its packages (what a preload entry needs in order to be loaded)."""
+    from importlib.machinery import PathFinder, all_suffixes
+
+    top, *parts = name.split(".")
+    spec = PathFinder.find_spec(top)
+    if spec is None:
+        return False
+    places = [Path(d) for d in spec.submodule_search_locations or []]
+    for depth, part in enumerate(parts, 1):  # a package (a folder, __init__.py or not) or a file
+        files = [d / f"{part}{suffix}" for d in places for suffix in all_suffixes()]
+        if any(f.is_file() for f in files):
+            return depth == len(parts)
+        places = [d / part for d in places if (d / part).is_dir()]
+    return bool(places) or not parts
+
+
+def test_every_preloaded_module_exists_under_the_pinned_versions():
+    """The server skips a preload entry that does not import (a project without torch), so a
+    renamed module after an upgrade would silently cost every stage its import again."""
+    from ml_project.forkserver import PRELOAD, WARM_UP
+
+    assert [name for name in PRELOAD if not _resolves(name)] == []
+    assert [name for name in WARM_UP if not _resolves(name.rsplit(".", 1)[0])] == []
+    assert not _resolves("narwhals._pandas_like.no_such_module")  # the check can fail

@@ -54,10 +54,9 @@ def repo(built, tmp_path_factory) -> Path:
         # Every test here needs the logged model, so the stages' own words are the message.
         output = (proc.stdout + proc.stderr).splitlines()
         warnings = [line for line in output if "warning" in line.lower()]
-        runs = client(copy).search_runs(
-            [client(copy).get_experiment_by_name("ml_project").experiment_id],
-            filter_string=f"tags.`dvc.exp_name` = '{name}'",
-        )
+        mlflow = client(copy)
+        experiment = mlflow.get_experiment_by_name("ml_project").experiment_id
+        runs = mlflow.search_runs([experiment], filter_string=f"tags.`dvc.exp_name` = '{name}'")
         assert len(runs) == 1 and runs[0].outputs.model_outputs, (name, warnings)
     rows = pd.read_parquet(copy / "data/processed/test.parquet").drop(columns=["target"]).head(6)
     rows.to_csv(copy / "rows.csv", index=False)
